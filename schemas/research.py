@@ -1,0 +1,171 @@
+"""The research job's public contract: request in, response with provenance out.
+
+Orchestrators in any language depend on these names; `schemas/json/` holds the
+exported JSON Schema of each model and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
+
+ARM_ID = "research"
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# arXiv archive and subject class, e.g. cs.CL, hep-th, astro-ph.GA, q-bio.NC.
+_CATEGORY = re.compile(r"^[a-z][a-z-]{0,15}(\.[A-Za-z][A-Za-z-]{0,15})?$")
+
+
+def _parse_iso_date(value: object) -> object:
+    """Accept only a `YYYY-MM-DD` string (or a date): no timestamps, no other layouts."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be a date written as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a real calendar date") from exc
+
+
+def _clean_query(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in value):
+        raise ValueError("must not contain control characters")
+    collapsed = " ".join(value.split())
+    if not any(ch.isalnum() for ch in collapsed):
+        raise ValueError("must contain at least one letter or digit")
+    return collapsed
+
+
+def _check_category(value: str) -> str:
+    if not _CATEGORY.match(value):
+        raise ValueError(f"{value!r} is not an arXiv category such as cs.CL or hep-th")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_parse_iso_date)]
+Category = Annotated[str, AfterValidator(_check_category)]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+SummaryMethod = Literal["llm", "extractive", "cached", "none"]
+
+
+class ResearchRequest(BaseModel):
+    """What an orchestrator asks for. Unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: Annotated[str, Field(min_length=3, max_length=500), AfterValidator(_clean_query)] = (
+        Field(description="Free-text research question or keywords.")
+    )
+    max_papers: StrictInt = Field(default=5, ge=1, le=20, description="Papers to return.")
+    start_date: IsoDate | None = Field(
+        default=None, description="Earliest first-submission date (YYYY-MM-DD), inclusive."
+    )
+    end_date: IsoDate | None = Field(
+        default=None, description="Latest first-submission date (YYYY-MM-DD), inclusive."
+    )
+    include_summaries: StrictBool = Field(default=True, description="Summarise each paper.")
+    categories: list[Category] = Field(
+        default_factory=list, max_length=20, description="arXiv categories such as cs.CL."
+    )
+    min_relevance: Score = Field(default=0.0, description="Drop papers scoring below this.")
+
+    @field_validator("end_date")
+    @classmethod
+    def _dates_in_order(cls, end_date: date | None, info: ValidationInfo) -> date | None:
+        start_date = info.data.get("start_date")
+        if start_date and end_date and start_date > end_date:
+            raise ValueError(f"must be on or after start_date ({start_date.isoformat()})")
+        return end_date
+
+
+class Paper(BaseModel):
+    """One arXiv paper as research-arm returns and stores it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arxiv_id: str = Field(description="arXiv id without version, e.g. 2502.13957 or hep-th/9901001.")
+    version: int = Field(ge=1)
+    title: str
+    authors: list[str]
+    abstract: str
+    url: str
+    pdf_url: str
+    published_date: date = Field(description="First submission (version 1).")
+    updated_date: date = Field(description="This version's submission.")
+    categories: list[str]
+    primary_category: str | None = None
+    doi: str | None = None
+    journal_ref: str | None = None
+    summary: str | None = None
+    summary_method: SummaryMethod = "none"
+    relevance_score: Score = 0.0
+    citation: str = Field(default="", description="APA 7 reference built from the metadata.")
+    bibtex: str = ""
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["recall", "search", "rank", "summarize", "store"]
+    worker: str = Field(description="Hostname of the worker that ran the stage.")
+    started_at: datetime
+    duration_ms: float
+    outcome: Literal["ok", "degraded", "skipped", "cached"]
+
+
+class ModelNames(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    llm: str | None
+    embedding: str
+
+
+class MemoryCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recalled: int = 0
+    stored: int = 0
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arm_id: Literal["research"] = ARM_ID
+    version: str
+    job_id: str
+    timestamp: datetime
+    sources: list[str] = Field(description="URLs actually called for this job.")
+    method: str
+    confidence: Score
+    models: ModelNames
+    stages: list[StageRecord]
+    memory: MemoryCounts
+    warnings: list[str]
+
+
+class ResearchResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    papers: list[Paper] = Field(description="Best first.")
+    total_found: int = Field(
+        ge=0, description="arXiv's reported total plus recalled papers not in it."
+    )
+    query_used: str = Field(description="The arXiv search_query actually sent.")
+    search_time_ms: float
+    confidence: Score
+    provenance: Provenance

@@ -1,0 +1,71 @@
+"""research-arm's exceptions, in one tree.
+
+    ResearchArmError
+    ├── InvalidRequest             the request is wrong; never retried
+    ├── UpstreamError              arXiv, the LLM or the embeddings endpoint misbehaved
+    │   ├── TransientUpstreamError timeouts, 429, 5xx, resets: retried with backoff
+    │   ├── PermanentUpstreamError arXiv's error feed, HTTP 4xx, unparseable bodies
+    │   └── UpstreamUnavailable    a transient error whose retries are spent
+    └── MemoryUnavailable          Qdrant failed; the job degrades, it is not lost
+
+Celery stores a failure's class name as `exc_type`, so `InvalidRequest` and
+`UpstreamUnavailable` are part of the public contract. Every argument is a
+plain JSON value so the result backend can serialise the exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ResearchArmError(Exception):
+    """Base class of every error research-arm raises on purpose."""
+
+
+class InvalidRequest(ResearchArmError):
+    """The job's request failed validation.
+
+    `errors` lists `{"field": "max_papers", "message": "..."}` entries; the
+    message joins them so it reads well in Flower and in `result`.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, errors or [])
+        self.message = message
+        self.errors = errors or []
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UpstreamError(ResearchArmError):
+    """An upstream service (`service` names it: "arxiv", "llm", "embeddings") failed."""
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(service, message)
+        self.service = service
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.message}"
+
+
+class TransientUpstreamError(UpstreamError):
+    """Worth retrying. `retry_after` is the server's Retry-After in seconds, if it sent one."""
+
+    def __init__(self, service: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(service, message)
+        self.args = (service, message, retry_after)
+        self.retry_after = retry_after
+
+
+class PermanentUpstreamError(UpstreamError):
+    """Retrying would get the same answer (bad query, error feed, malformed body)."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """A transient upstream failure that outlasted every retry."""
+
+
+class MemoryUnavailable(ResearchArmError):
+    """Qdrant could not be read or written; the job goes on without memory."""

@@ -1,0 +1,122 @@
+"""Typed settings, read once from the environment at a process's entry point.
+
+Every variable is documented in the README's configuration table. A bad
+value fails at start-up with the variable's name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STACK_FILE_NAME = "stack.json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    # Broker and result backend. Unset: the local stack recorded in DATA_DIR.
+    redis_url: SecretStr | None = None
+    data_dir: Path = Path(".data")
+
+    qdrant_url: str | None = None
+    qdrant_path: Path | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "research_papers"
+    qdrant_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_min_interval_seconds: float = Field(default=3.0, ge=0)
+    arxiv_timeout_seconds: float = Field(default=30.0, gt=0)
+    arxiv_cache_ttl_seconds: int = Field(default=6 * 3600, ge=0)
+    arxiv_max_retries: int = Field(default=4, ge=0)
+    # Candidates fetched per job: max_papers × this factor, capped.
+    arxiv_candidate_factor: int = Field(default=3, ge=1)
+    arxiv_max_candidates: int = Field(default=50, ge=1, le=2000)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    llm_model: str | None = None
+    llm_timeout_seconds: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0)
+    llm_max_tokens: int = Field(default=300, ge=16)
+    summary_concurrency: int = Field(default=20, ge=1)
+    summary_cache_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=0)
+
+    embeddings: Literal["local", "openai"] = "local"
+    embedding_model: str = "text-embedding-3-small"
+
+    retry_backoff_seconds: float = Field(default=1.0, ge=0)
+    retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
+
+    health_port: int = Field(default=8080, ge=1, le=65535)
+    heartbeat_file: Path | None = None
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
+
+    task_soft_time_limit_seconds: int = Field(default=240, ge=1)
+    task_time_limit_seconds: int = Field(default=300, ge=1)
+    broker_visibility_timeout_seconds: int = Field(default=600, ge=1)
+    result_expires_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+    worker_pool: Literal["threads", "prefork", "solo"] = "threads"
+    worker_concurrency: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> Settings:
+        if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
+            raise ValueError(
+                "TASK_SOFT_TIME_LIMIT_SECONDS must be below TASK_TIME_LIMIT_SECONDS"
+            )
+        # A message whose visibility timeout ran out while its task still runs
+        # is handed to a second worker: the timeout must outlast the task and
+        # any retry countdown.
+        longest_hold = max(self.task_time_limit_seconds, self.retry_backoff_max_seconds)
+        if self.broker_visibility_timeout_seconds <= longest_hold:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT_SECONDS must exceed TASK_TIME_LIMIT_SECONDS "
+                "and RETRY_BACKOFF_MAX_SECONDS"
+            )
+        if self.qdrant_url and self.qdrant_path:
+            raise ValueError("set QDRANT_URL or QDRANT_PATH, not both")
+        return self
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_model and (self.openai_base_url or self.openai_api_key))
+
+    @property
+    def stack_file(self) -> Path:
+        return self.data_dir / STACK_FILE_NAME
+
+    @property
+    def effective_qdrant_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"
+
+    @property
+    def effective_heartbeat_file(self) -> Path:
+        return self.heartbeat_file or self.data_dir / "worker.heartbeat"
+
+    def broker_url(self) -> str:
+        """REDIS_URL, or the Redis of the local stack that `research-arm up` recorded."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        try:
+            stack = json.loads(self.stack_file.read_text(encoding="utf-8"))
+            return str(stack["redis_url"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise RuntimeError(
+                f"REDIS_URL is not set and no local stack is recorded in {self.stack_file}: "
+                "set REDIS_URL or start one with `research-arm up`"
+            ) from exc
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (call once per process entry point)."""
+    return Settings()
