@@ -23,8 +23,9 @@ EXPORTED_MODELS: dict[str, type[BaseModel]] = {
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The schema of a model as received (validation mode for input, serialization for output)."""
-    mode = "validation" if model is ResearchRequest else "serialization"
-    return model.model_json_schema(mode=mode)
+    if model is ResearchRequest:
+        return model.model_json_schema(mode="validation")
+    return model.model_json_schema(mode="serialization")
 
 
 def render_schema_files() -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-ARM_ID = "research"
+ARM_ID: Final = "research"
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # arXiv archive and subject class, e.g. cs.CL, hep-th, astro-ph.GA, q-bio.NC.

@@ -1,0 +1,161 @@
+"""Turn a user's free text, categories and date range into an arXiv `search_query`.
+
+The text is untrusted: a user who types `") OR all:x` or `cat:hep-th` must not
+change the structure of the query we send. So we never pass characters through
+that mean something to arXiv's Lucene-style parser; each kept word becomes a
+quoted phrase `all:"word"`, and the words are OR-ed together. Our own ranker
+supplies the precision afterwards; arXiv's relevance sort already puts papers
+that match more of the words first.
+
+    >>> build_search_query("Retrieval-augmented generation for GPT-4", ["cs.CL"])
+    '(all:"Retrieval-augmented" OR all:"generation" OR all:"GPT-4") AND cat:cs.CL'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Final
+
+# arXiv's collection starts in August 1991; an open start date means "from the beginning".
+ARXIV_FIRST_DAY: Final = date(1991, 1, 1)
+MAX_TERMS: Final = 12
+# arXiv refuses max_results above 2000 per request.
+MAX_RESULTS_PER_REQUEST: Final = 2000
+
+# A word is letters and digits, optionally joined by single inner hyphens or dots
+# ("GPT-4", "3.5", "hep-th"). Everything else, including every character with a
+# meaning in arXiv's query syntax (quotes, brackets, colon, backslash, * ? ^ ~ + !
+# and a leading "-"), separates words and is never sent.
+_WORD: Final = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*")
+
+# arXiv's boolean operators: typed as words they would be read as operators.
+_BOOLEAN_OPERATORS: Final = frozenset({"and", "or", "andnot", "not"})
+
+# English function words that only dilute an OR query. "s" and "t" are what is
+# left of "paper's" and "don't" once the apostrophe separates words.
+_STOPWORDS: Final = frozenset(
+    # A word list reads better as text than as 130 one-word lines.
+    """
+    a about above after again against all am an and any are as at be because been
+    before being below between both but by can could did do does doing down during
+    each few for from further had has have having he her here hers herself him
+    himself his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours ourselves out over own same
+    she should so some such than that the their theirs them themselves then there
+    these they this those through to too under until up very was we were what when
+    where which while who whom why will with would you your yours yourself
+    yourselves s t
+    """.split()  # noqa: SIM905
+)
+
+# Same shape as schemas.research's category check: archive and optional subject class.
+_CATEGORY: Final = re.compile(r"^[a-z][a-z-]{0,15}(\.[A-Za-z][A-Za-z-]{0,15})?$")
+
+
+def build_search_query(
+    query: str,
+    categories: Sequence[str] = (),
+    start_date: date | None = None,
+    end_date: date | None = None,
+    *,
+    today: date | None = None,
+) -> str:
+    """Build the exact arXiv `search_query` string for a research request.
+
+    Args:
+        query: the user's free text; only its words are used, never its syntax.
+        categories: arXiv categories such as `cs.CL`; a paper matches any of them.
+        start_date: earliest first-submission date, inclusive; None means open.
+        end_date: latest first-submission date, inclusive; None means up to `today`.
+        today: the current UTC date, injectable for tests; defaults to the clock.
+
+    Returns:
+        The terms OR-ed together, AND-ed with the categories and the date range,
+        unencoded (the HTTP client percent-encodes it).
+
+    Raises:
+        ValueError: the query has no letter or digit, a category is not an arXiv
+            category, or start_date is after end_date.
+    """
+    clauses = [_any_of([f'all:"{term}"' for term in search_terms(query)])]
+    if categories:
+        clauses.append(_any_of([f"cat:{category}" for category in _checked(categories)]))
+    if start_date is not None or end_date is not None:
+        clauses.append(_submitted_between(start_date, end_date, today))
+    return " AND ".join(clauses)
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of `query` worth searching for: at most 12, no duplicates, no syntax.
+
+    Stopwords and arXiv's boolean operators are dropped. When nothing else is
+    left ("to be or not to be"), the words themselves are kept: quoted, even an
+    operator is just a word.
+
+    Raises:
+        ValueError: `query` contains no letter or digit.
+    """
+    # NFC first, so an accent typed as a combining mark stays inside its word.
+    words = _WORD.findall(unicodedata.normalize("NFC", query))
+    if not words:
+        raise ValueError(f"query {query!r} has no letter or digit to search for")
+    not_operators = [word for word in words if word.casefold() not in _BOOLEAN_OPERATORS]
+    content = [word for word in not_operators if word.casefold() not in _STOPWORDS]
+    kept = content or not_operators or words
+
+    unique: dict[str, str] = {}
+    for word in kept:
+        unique.setdefault(word.casefold(), word)
+    return list(unique.values())[:MAX_TERMS]
+
+
+def build_query_params(search_query: str, max_results: int, start: int = 0) -> dict[str, str]:
+    """The query parameters of one arXiv API request, sorted by relevance.
+
+    Args:
+        search_query: the string from `build_search_query`.
+        max_results: how many entries to ask for (1 to 2000, arXiv's limit).
+        start: offset of the first entry, for paging.
+
+    Raises:
+        ValueError: max_results or start is out of range.
+    """
+    if not 1 <= max_results <= MAX_RESULTS_PER_REQUEST:
+        raise ValueError(f"max_results must be 1..{MAX_RESULTS_PER_REQUEST}, got {max_results}")
+    if start < 0:
+        raise ValueError(f"start must be 0 or more, got {start}")
+    return {
+        "search_query": search_query,
+        "start": str(start),
+        "max_results": str(max_results),
+        "sortBy": "relevance",
+        "sortOrder": "descending",
+    }
+
+
+def _any_of(clauses: Sequence[str]) -> str:
+    # Parentheses only when needed, so a single clause reads as arXiv's own examples do.
+    return clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+
+
+def _checked(categories: Sequence[str]) -> list[str]:
+    # Categories are validated upstream too; checking here keeps this function safe
+    # on its own, since a category is written into the query unquoted.
+    unique: dict[str, None] = {}
+    for category in categories:
+        if not _CATEGORY.match(category):
+            raise ValueError(f"{category!r} is not an arXiv category such as cs.CL or hep-th")
+        unique[category] = None
+    return list(unique)
+
+
+def _submitted_between(start_date: date | None, end_date: date | None, today: date | None) -> str:
+    first = start_date or ARXIV_FIRST_DAY
+    last = end_date or today or datetime.now(UTC).date()
+    if first > last:
+        raise ValueError(f"start date {first.isoformat()} is after end date {last.isoformat()}")
+    # submittedDate is the first version's submission time, in minutes (GMT).
+    return f"submittedDate:[{first:%Y%m%d}0000 TO {last:%Y%m%d}2359]"
