@@ -1,0 +1,191 @@
+"""Relevance of candidate papers to the query: score, sort, keep the best.
+
+A paper's score in [0, 1] blends two signals:
+
+- lexical: BM25 over the candidates, normalised against the ideal so that it
+  reads as "how much of the query this paper covers" (`lexical_scores`);
+- semantic: the cosine between the query's and the paper's embeddings,
+  negative values counted as 0 (`rank_candidates`, with any `Embedder`).
+
+The job's confidence (`job_confidence`) then summarises the papers kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Final
+
+import numpy as np
+
+from schemas.research import Paper
+from tasks.embeddings import Embedder, content_words
+
+# BM25's usual constants: k1 sets how fast repeated terms stop adding score,
+# b how much a long document is penalised for its length.
+BM25_K1: Final = 1.5
+BM25_B: Final = 0.75
+
+# Singular words that end in "s" and must keep it: "class", "corpus", "analysis".
+_SINGULAR_S_ENDINGS: Final = ("ss", "us", "is")
+
+
+def _stem(word: str) -> str:
+    """Light plural stemming, so that a word and its plural give the same term.
+
+    Strips a plural "ies", "es" or "s" (words of four letters or more), then a
+    final "e", and turns a final "y" into "i". The result need not be a word:
+    "caches" and "cache" both give "cach", "approaches" and "approach" give
+    "approach", "studies" and "study" give "studi". Deliberately crude (no
+    dictionary); it is applied alike to the query and the papers.
+    """
+    if len(word) > 3 and word.endswith("s") and not word.endswith(_SINGULAR_S_ENDINGS):
+        if word.endswith("ies"):
+            word = word[:-3] + "i"
+        elif word.endswith("es"):
+            word = word[:-2]
+        else:
+            word = word[:-1]
+    if len(word) > 2 and word.endswith("e"):
+        word = word[:-1]
+    elif len(word) > 2 and word.endswith("y"):
+        word = word[:-1] + "i"
+    return word
+
+
+def _terms(text: str) -> list[str]:
+    """The text's search terms: lower-cased content words, stemmed."""
+    return [_stem(word) for word in content_words(text)]
+
+
+def lexical_scores(query: str, documents: Sequence[str]) -> list[float]:
+    """BM25 score of each document for `query`, as a fraction of the ideal, in [0, 1].
+
+    Args:
+        query: the user's search text.
+        documents: the candidates' texts; term rarity (IDF) is measured among them.
+
+    A document's BM25 is divided by what it would score if every query term
+    occurred in it without limit (the sum over query terms of idf·(k1+1)). The
+    score thus grows with how much of the query the document covers, each term
+    weighted by its rarity among the candidates, and is never rescaled to the
+    best candidate: a weak lot scores low. A document of average length that
+    mentions every query term once scores 1/(k1+1) = 0.4; repeats raise that.
+    A term repeated in the query counts once; a query with no content words
+    (only stopwords) scores 0 everywhere.
+    """
+    if not documents:
+        return []
+    query_terms = list(dict.fromkeys(_terms(query)))
+    if not query_terms:
+        return [0.0] * len(documents)
+
+    term_counts = [Counter(_terms(document)) for document in documents]
+    lengths = [sum(counts.values()) for counts in term_counts]
+    average_length = sum(lengths) / len(lengths)
+    if average_length == 0:
+        return [0.0] * len(documents)
+
+    n_documents = len(documents)
+    idf = {}
+    for term in query_terms:
+        frequency = sum(1 for counts in term_counts if term in counts)
+        # The "+1" inside the log keeps IDF positive even for a term in every document.
+        idf[term] = math.log(1.0 + (n_documents - frequency + 0.5) / (frequency + 0.5))
+    ideal = sum(idf[term] * (BM25_K1 + 1.0) for term in query_terms)
+
+    scores = []
+    for counts, length in zip(term_counts, lengths, strict=True):
+        length_penalty = BM25_K1 * (1.0 - BM25_B + BM25_B * length / average_length)
+        score = 0.0
+        for term in query_terms:
+            frequency = counts[term]
+            score += idf[term] * frequency * (BM25_K1 + 1.0) / (frequency + length_penalty)
+        scores.append(min(1.0, score / ideal))
+    return scores
+
+
+def _document_text(paper: Paper) -> str:
+    # The title twice: a query term in the title says more than one in the abstract.
+    return f"{paper.title}\n{paper.title}\n{paper.abstract}"
+
+
+def rank_candidates(
+    query: str,
+    papers: Sequence[Paper],
+    embedder: Embedder,
+    *,
+    max_papers: int,
+    min_relevance: float = 0.0,
+    lexical_weight: float = 0.6,
+) -> list[Paper]:
+    """Score `papers` for `query` and return the best, best first.
+
+    Args:
+        query: the user's search text.
+        papers: the candidates, with distinct arxiv_ids (the caller deduplicates).
+        embedder: embeds the query and the papers, in one `embed()` call.
+        max_papers: how many papers to keep at most (at least 1).
+        min_relevance: papers scoring below this are dropped.
+        lexical_weight: the lexical score's share of the blend, in [0, 1]; the
+            semantic score gets the rest.
+
+    Returns:
+        New `Paper` objects with `relevance_score` set (rounded to 4 places);
+        equal scores are ordered by newer `updated_date`, then by `arxiv_id`, so
+        the same candidates always come back in the same order.
+
+    Raises whatever the embedder raises (an `UpstreamError` for a remote one).
+    """
+    if max_papers < 1:
+        raise ValueError(f"max_papers must be at least 1, got {max_papers}")
+    if not 0.0 <= lexical_weight <= 1.0:
+        raise ValueError(f"lexical_weight must be within [0, 1], got {lexical_weight}")
+    if not papers:
+        return []
+
+    documents = [_document_text(paper) for paper in papers]
+    lexical = np.array(lexical_scores(query, documents))
+
+    vectors = embedder.embed([query, *documents])
+    if len(vectors) != len(documents) + 1:
+        raise ValueError(
+            f"embedder {embedder.name!r} returned {len(vectors)} vectors for"
+            f" {len(documents) + 1} texts"
+        )
+    matrix = np.asarray(vectors, dtype=np.float64)
+    # Unit vectors, so the dot product is the cosine; an opposite direction is
+    # no more relevant than an unrelated one.
+    semantic = np.clip(matrix[1:] @ matrix[0], 0.0, 1.0)
+
+    blended = np.clip(lexical_weight * lexical + (1.0 - lexical_weight) * semantic, 0.0, 1.0)
+    scored = [
+        paper.model_copy(update={"relevance_score": round(float(score), 4)})
+        for paper, score in zip(papers, blended, strict=True)
+    ]
+    scored.sort(
+        key=lambda paper: (-paper.relevance_score, -paper.updated_date.toordinal(), paper.arxiv_id)
+    )
+    kept = [paper for paper in scored if paper.relevance_score >= min_relevance]
+    return kept[:max_papers]
+
+
+def job_confidence(scores: Sequence[float], max_papers: int) -> float:
+    """How much to trust a job's answer, in [0, 1].
+
+    Confidence is the mean relevance of the papers kept times the share of the
+    requested papers that were found (min(1, papers kept / max_papers)); a job
+    that found no paper has confidence 0.
+
+    Args:
+        scores: the relevance scores of the papers kept.
+        max_papers: how many papers the request asked for (at least 1).
+    """
+    if max_papers < 1:
+        raise ValueError(f"max_papers must be at least 1, got {max_papers}")
+    if not scores:
+        return 0.0
+    mean = sum(scores) / len(scores)
+    coverage = min(1.0, len(scores) / max_papers)
+    return round(min(1.0, max(0.0, mean * coverage)), 4)
