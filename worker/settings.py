@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     arxiv_timeout_seconds: float = Field(default=30.0, gt=0)
     arxiv_cache_ttl_seconds: int = Field(default=6 * 3600, ge=0)
     arxiv_max_retries: int = Field(default=4, ge=0)
-    # Candidates fetched per job: max_papers × this factor, capped.
+    # Candidates fetched per job: max_papers times this factor, capped.
     arxiv_candidate_factor: int = Field(default=3, ge=1)
     arxiv_max_candidates: int = Field(default=50, ge=1, le=2000)
 
@@ -71,9 +71,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:
         if self.task_soft_time_limit_seconds >= self.task_time_limit_seconds:
-            raise ValueError(
-                "TASK_SOFT_TIME_LIMIT_SECONDS must be below TASK_TIME_LIMIT_SECONDS"
-            )
+            raise ValueError("TASK_SOFT_TIME_LIMIT_SECONDS must be below TASK_TIME_LIMIT_SECONDS")
         # A message whose visibility timeout ran out while its task still runs
         # is handed to a second worker: the timeout must outlast the task and
         # any retry countdown.

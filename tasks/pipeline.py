@@ -1,0 +1,228 @@
+"""The Celery tasks of a research job: thin shells around the stages in `tasks.job`.
+
+`research.execute` validates the request and replaces itself with the chain
+recall → search → rank → summarize → store; the chain's last task inherits the
+job id, so the job id's result is the final ResearchResponse. Each stage
+reports PROGRESS on the job id with {stage, done, total}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from celery import Task, chain, shared_task
+
+from tasks import job as stages
+from tasks.constants import (
+    QUEUE,
+    TASK_EXECUTE,
+    TASK_RANK,
+    TASK_RECALL,
+    TASK_SEARCH,
+    TASK_STORE,
+    TASK_SUMMARIZE,
+)
+from tasks.errors import InvalidRequest, TransientUpstreamError, UpstreamUnavailable
+from tasks.job import JobState, StageName, StageTimer, timed_stage
+from tasks.retry import retry_countdown
+from tasks.summarizer import summarize_papers
+from worker.resources import WorkerResources, current_resources
+
+log = structlog.get_logger("research_arm.pipeline")
+
+JobJson = dict[str, Any]
+StageWork = Callable[[JobState, WorkerResources, StageTimer], None]
+
+
+@contextmanager
+def job_log_context(job_id: str, task_id: str, stage: str) -> Iterator[None]:
+    """Bind job id, task id and stage to every log line of this task (threads reuse contexts)."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(job_id=job_id, task_id=task_id, stage=stage)
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def report_progress(task: Task, job_id: str, stage: str, done: int, total: int) -> None:
+    task.update_state(
+        task_id=job_id, state="PROGRESS", meta={"stage": stage, "done": done, "total": total}
+    )
+
+
+def retry_or_give_up(task: Task, exc: TransientUpstreamError, max_retries: int) -> Exception:
+    """A Celery retry with a jittered countdown, or UpstreamUnavailable once retries are spent."""
+    settings = current_resources().settings
+    retries = task.request.retries
+    if retries >= max_retries:
+        return UpstreamUnavailable(
+            exc.service, f"{exc.message} (gave up after {retries + 1} attempts)"
+        )
+    countdown = retry_countdown(
+        retries,
+        base_seconds=settings.retry_backoff_seconds,
+        max_seconds=settings.retry_backoff_max_seconds,
+        retry_after=exc.retry_after,
+    )
+    log.warning(
+        "upstream_retry",
+        service=exc.service,
+        error=exc.message,
+        attempt=retries + 1,
+        countdown_s=round(countdown, 3),
+    )
+    retry: Exception = task.retry(
+        exc=exc, countdown=countdown, max_retries=max_retries, throw=False
+    )
+    return retry
+
+
+def run_stage(
+    task: Task, state: JobJson, name: StageName, work: StageWork, *, max_retries: int = 0
+) -> JobState:
+    """Run one stage on the job in `state`: log context, progress, timing, retries."""
+    job = JobState.model_validate(state)
+    resources = current_resources()
+    with job_log_context(job.job_id, task.request.id, name):
+        report_progress(task, job.job_id, name, 0, 1)
+        try:
+            with timed_stage(job, name, task.request.hostname or "unknown") as timer:
+                work(job, resources, timer)
+        except TransientUpstreamError as exc:
+            raise retry_or_give_up(task, exc, max_retries) from exc
+        record = job.stages[-1]
+        log.info(
+            "stage_finished",
+            outcome=record.outcome,
+            duration_ms=record.duration_ms,
+            candidates=len(job.candidates),
+            papers=len(job.papers),
+            warnings=len(job.warnings),
+        )
+    return job
+
+
+@shared_task(bind=True, name=TASK_EXECUTE, throws=(InvalidRequest,))
+def execute(self: Task, *args: Any, **kwargs: Any) -> None:
+    """Validate the request, then become the job's chain (the job id's result is its response)."""
+    job_id = self.request.id
+    with job_log_context(job_id, job_id, "validate"):
+        try:
+            request = stages.parse_job_payload(args, kwargs)
+        except InvalidRequest as exc:
+            log.info("job_rejected", errors=exc.errors)
+            raise
+        resources = current_resources()
+        summarizer = resources.summarizer
+        job = JobState(
+            job_id=job_id,
+            request=request,
+            accepted_at=datetime.now(UTC),
+            embedding_model=resources.embedder.name,
+            llm_model=summarizer.model if summarizer and request.include_summaries else None,
+        )
+        report_progress(self, job_id, "recall", 0, 1)
+        log.info("job_accepted", query=request.query, max_papers=request.max_papers)
+    raise self.replace(job_chain(job))
+
+
+def job_chain(job: JobState) -> Any:
+    state = job.model_dump(mode="json")
+    options = {"queue": QUEUE}
+    return chain(
+        recall.s(state).set(**options),
+        search.s().set(**options),
+        rank.s().set(**options),
+        summarize.s().set(**options),
+        store.s().set(**options),
+    )
+
+
+@shared_task(bind=True, name=TASK_RECALL)
+def recall(self: Task, state: JobJson) -> JobJson:
+    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
+        stages.recall_stage(job, res.memory, timer)
+
+    return run_stage(self, state, "recall", work).model_dump(mode="json")
+
+
+@shared_task(bind=True, name=TASK_SEARCH, max_retries=None)
+def search(self: Task, state: JobJson) -> JobJson:
+    settings = current_resources().settings
+
+    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
+        count = stages.candidate_count(
+            job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
+        )
+        stages.search_stage(job, res.arxiv, count, timer)
+
+    job = run_stage(self, state, "search", work, max_retries=settings.arxiv_max_retries)
+    return job.model_dump(mode="json")
+
+
+@shared_task(bind=True, name=TASK_RANK)
+def rank(self: Task, state: JobJson) -> JobJson:
+    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
+        stages.rank_stage(job, res.embedder)
+
+    return run_stage(self, state, "rank", work).model_dump(mode="json")
+
+
+@shared_task(bind=True, name=TASK_SUMMARIZE, max_retries=None)
+def summarize(self: Task, state: JobJson) -> JobJson:
+    settings = current_resources().settings
+    max_retries = settings.llm_max_retries
+
+    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
+        if not job.request.include_summaries:
+            stages.drop_summaries(job)
+            timer.outcome = "skipped"
+            return
+        batch = summarize_papers(
+            job.papers,
+            res.summarizer,
+            res.summary_cache,
+            concurrency=settings.summary_concurrency,
+            final_attempt=self.request.retries >= max_retries,
+            on_progress=lambda done, total: report_progress(
+                self, job.job_id, "summarize", done, total
+            ),
+        )
+        log.info(
+            "summaries_done",
+            llm_calls=batch.llm_calls,
+            cache_hits=batch.cache_hits,
+            retryable=len(batch.retryable),
+        )
+        if batch.retryable:
+            # Papers summarised already are cached: the retry calls only these.
+            raise next(iter(batch.retryable.values()))
+        timer.outcome = stages.apply_summaries(job, batch, res.summarizer is not None)
+
+    return run_stage(self, state, "summarize", work, max_retries=max_retries).model_dump(
+        mode="json"
+    )
+
+
+@shared_task(bind=True, name=TASK_STORE)
+def store(self: Task, state: JobJson) -> JobJson:
+    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
+        stages.store_stage(job, res.memory, res.pending_writes, timer)
+
+    job = run_stage(self, state, "store", work)
+    response = stages.build_response(job)
+    with job_log_context(job.job_id, self.request.id, "store"):
+        log.info(
+            "job_finished",
+            papers=len(response.papers),
+            total_found=response.total_found,
+            confidence=response.confidence,
+            duration_ms=response.search_time_ms,
+            warnings=response.provenance.warnings,
+        )
+    return response.model_dump(mode="json")

@@ -1,0 +1,123 @@
+"""The job's own logic: reading the message, merging candidates, building the response."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.research import ResearchRequest
+from tasks.errors import InvalidRequest
+from tasks.job import (
+    JobState,
+    build_response,
+    candidate_count,
+    merge_candidates,
+    parse_job_payload,
+    timed_stage,
+)
+from tests.unit.factories import make_paper
+
+
+def job(**overrides: Any) -> JobState:
+    fields: dict[str, Any] = {
+        "job_id": "job-1",
+        "request": ResearchRequest(query="graph neural networks", max_papers=2),
+        "accepted_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "embedding_model": "local-hashing-v1-384",
+        "llm_model": "model-a",
+    }
+    fields.update(overrides)
+    return JobState(**fields)
+
+
+def test_a_valid_message_gives_the_request() -> None:
+    request = parse_job_payload((), {"request": {"query": "graph neural networks"}})
+
+    assert request == ResearchRequest(query="graph neural networks")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field"),
+    [
+        ((), {}, "request"),
+        ((), {"request": "graph neural networks"}, "request"),
+        ((), {"request": ["query"]}, "request"),
+        ((), {"request": None}, "request"),
+        (({"query": "abc"},), {}, "args"),
+        ((), {"request": {"query": "abc"}, "extra": 1}, "extra"),
+        ((), {"request": {"query": "abc", "max_papers": 21}}, "max_papers"),
+        ((), {"request": {"query": "x" * 1_000_000}}, "query"),
+        ((), {"request": {"query": "abc", "end_date": "2020-13-01"}}, "end_date"),
+    ],
+)
+def test_a_bad_message_is_invalid_request_naming_the_field(
+    args: tuple[object, ...], kwargs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidRequest) as error:
+        parse_job_payload(args, kwargs)
+
+    assert field in [entry["field"] for entry in error.value.errors]
+    assert field in str(error.value)
+    # The offending value is never echoed back (it may be a megabyte long).
+    assert len(str(error.value)) < 500
+
+
+def test_candidate_count_asks_for_more_than_needed_within_the_cap() -> None:
+    assert candidate_count(5, factor=3, cap=50) == 15
+    assert candidate_count(20, factor=3, cap=50) == 50
+    assert candidate_count(20, factor=3, cap=10) == 20
+
+
+def test_arxivs_record_wins_but_a_reused_summary_of_the_same_version_stays() -> None:
+    recalled = [
+        make_paper("2401.00001", summary="Stored.", summary_method="cached"),
+        make_paper("2401.00002", summary="Stored.", summary_method="cached"),
+        make_paper("2401.00003"),
+    ]
+    searched = [
+        make_paper("2401.00001", title="Fresh title"),
+        make_paper("2401.00002", version=2),
+    ]
+
+    merged = {paper.arxiv_id: paper for paper in merge_candidates(recalled, searched)}
+
+    assert len(merged) == 3
+    assert merged["2401.00001"].title == "Fresh title"
+    assert merged["2401.00001"].summary_method == "cached"
+    assert merged["2401.00002"].version == 2 and merged["2401.00002"].summary is None
+
+
+def test_the_response_carries_provenance_of_every_stage() -> None:
+    state = job(
+        search_query='(all:"graph")',
+        papers=[make_paper(relevance_score=0.8), make_paper("2401.00002", relevance_score=0.6)],
+        arxiv_total=120,
+        recalled_beyond_search=2,
+        sources=["http://arxiv.test/api/query?search_query=x"],
+    )
+    with timed_stage(state, "recall", "worker-a") as timer:
+        timer.outcome = "degraded"
+    state.add_warning("memory recall skipped: down")
+
+    response = build_response(state, now=lambda: state.accepted_at + timedelta(seconds=1.5))
+
+    assert response.total_found == 122
+    assert response.search_time_ms == 1500.0
+    assert response.query_used == '(all:"graph")'
+    assert response.provenance.stages[0].name == "recall"
+    assert response.provenance.stages[0].outcome == "degraded"
+    assert response.provenance.stages[0].worker == "worker-a"
+    assert response.provenance.warnings == ["memory recall skipped: down"]
+    assert response.provenance.models.llm == "model-a"
+    assert response.provenance.confidence == response.confidence
+    assert 0.0 < response.confidence <= 1.0
+
+
+def test_a_request_survives_the_trip_through_json() -> None:
+    state = job(request=ResearchRequest(query="q test", start_date=date(2020, 1, 1)))
+
+    again = JobState.model_validate(state.model_dump(mode="json"))
+
+    assert again == state

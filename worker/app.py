@@ -1,0 +1,48 @@
+"""The Celery application: `celery -A worker.app worker` and `research-arm worker` run it.
+
+The configuration is a promise evaluated on first use, so importing this
+module reads no environment and opens no connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
+
+from worker import resources
+from worker.celery_config import celery_config
+from worker.logs import configure_logging
+from worker.settings import load_settings
+
+app = Celery("research_arm", include=["tasks.pipeline"])
+app.add_defaults(lambda: celery_config(load_settings()))
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    # Connecting to this signal stops Celery from installing its own handlers.
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+@signals.worker_process_init.connect
+def _open_child_resources(**_: Any) -> None:
+    # Prefork children build their own clients after the fork.
+    resources.open_resources(load_settings())
+
+
+@signals.worker_ready.connect
+def _open_resources_for_threads(sender: Any, **_: Any) -> None:
+    # The thread pool runs tasks in the main process, where no
+    # worker_process_init is sent. Prefork's parent runs no task and must not
+    # hold clients its children would inherit.
+    if isinstance(sender.pool, ThreadTaskPool):
+        resources.open_resources(load_settings())
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _close_resources(**_: Any) -> None:
+    resources.close_resources()

@@ -1,0 +1,196 @@
+"""`research-arm`: parses the command line and hands off; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from pydantic import ValidationError
+
+from schemas.research import ResearchRequest
+from tasks.constants import QUEUE
+from worker.client import JobFailed, ResearchClient
+from worker.settings import Settings, load_settings
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="research-arm", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the whole local stack in the foreground")
+    up.add_argument("--flower", action="store_true", help="also start Flower")
+    up.add_argument("--flower-port", type=int, default=5555)
+    up.add_argument("--concurrency", type=int, help="worker threads (default WORKER_CONCURRENCY)")
+
+    worker = commands.add_parser("worker", help="run a Celery worker on the research queue")
+    worker.add_argument("--concurrency", type=int)
+    worker.add_argument("--pool", choices=["threads", "prefork", "solo"])
+    worker.add_argument("--hostname", default="research@%h")
+
+    submit = commands.add_parser("submit", help="enqueue a research job")
+    submit.add_argument("query")
+    submit.add_argument("--max-papers", type=int, default=5)
+    submit.add_argument("--from", dest="start_date", help="YYYY-MM-DD")
+    submit.add_argument("--to", dest="end_date", help="YYYY-MM-DD")
+    submit.add_argument("--category", action="append", default=[], dest="categories")
+    submit.add_argument("--min-relevance", type=float, default=0.0)
+    submit.add_argument("--no-summaries", action="store_true")
+    submit.add_argument("--wait", action="store_true", help="follow the job to its end")
+    submit.add_argument("--json", action="store_true", help="print the response object only")
+    submit.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
+
+    status = commands.add_parser("status", help="a job's state and stage")
+    status.add_argument("job_id")
+
+    result = commands.add_parser("result", help="a finished job's response as JSON")
+    result.add_argument("job_id")
+    result.add_argument("--timeout", type=float, default=None)
+
+    commands.add_parser("capabilities", help="print the capability manifest")
+    schemas = commands.add_parser("schemas", help="write the JSON Schema files")
+    schemas.add_argument("--dir", type=Path, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    if args.command == "schemas":
+        return _schemas(args)
+    if args.command == "capabilities":
+        from worker.capabilities import capability_manifest
+
+        print(capability_manifest().model_dump_json(indent=2))
+        return 0
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"research-arm: bad configuration:\n{exc}", file=sys.stderr)
+        return 2
+    from worker.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "up":
+        return _up(args, settings)
+    if args.command == "worker":
+        return _worker(args, settings)
+    try:
+        client = ResearchClient.from_url(settings.broker_url())
+    except RuntimeError as exc:
+        print(f"research-arm: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "submit":
+            return _submit(args, client)
+        if args.command == "status":
+            print(json.dumps(client.status(args.job_id).__dict__, indent=2))
+            return 0
+        if args.command == "result":
+            return _print_result(client, args.job_id, args.timeout, as_json=True)
+    finally:
+        client.close()
+    return 2
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from schemas.export import SCHEMA_DIR, write_schema_files
+
+    for path in write_schema_files(args.dir or SCHEMA_DIR):
+        print(path)
+    return 0
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.stack import LocalStack, StackOptions
+
+    options = StackOptions(
+        flower=args.flower, flower_port=args.flower_port, concurrency=args.concurrency
+    )
+    return LocalStack(settings, options).run()
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.app import app
+
+    argv = [
+        "worker",
+        f"--queues={QUEUE}",
+        f"--pool={args.pool or settings.worker_pool}",
+        f"--concurrency={args.concurrency or settings.worker_concurrency}",
+        f"--hostname={args.hostname}",
+        f"--loglevel={settings.log_level}",
+        "--task-events",
+        # Gossip and mingle cost start-up time and broker traffic that a
+        # queue worker does not need; Flower works from task events.
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv)
+    return 0
+
+
+def _submit(args: argparse.Namespace, client: ResearchClient) -> int:
+    fields = {
+        "query": args.query,
+        "max_papers": args.max_papers,
+        "start_date": args.start_date,
+        "end_date": args.end_date,
+        "categories": args.categories,
+        "include_summaries": not args.no_summaries,
+        "min_relevance": args.min_relevance,
+    }
+    try:
+        request = ResearchRequest.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        from tasks.job import invalid_request_from
+
+        print(f"research-arm: {invalid_request_from(exc)}", file=sys.stderr)
+        return 2
+    job_id = client.submit(request)
+    if not args.wait:
+        print(job_id)
+        return 0
+    print(f"job {job_id}", file=sys.stderr)
+    _follow(client, job_id, args.timeout)
+    return _print_result(client, job_id, timeout=5.0, as_json=args.json)
+
+
+def _follow(client: ResearchClient, job_id: str, timeout: float) -> None:
+    from worker.render import ProgressDisplay
+
+    display = ProgressDisplay()
+    deadline = time.monotonic() + timeout
+    status = client.status(job_id)
+    while not status.finished and time.monotonic() < deadline:
+        display.show(status)
+        time.sleep(0.2)
+        status = client.status(job_id)
+    display.finish(status)
+
+
+def _print_result(
+    client: ResearchClient, job_id: str, timeout: float | None, *, as_json: bool
+) -> int:
+    try:
+        response = client.result(job_id, timeout=timeout)
+    except JobFailed as exc:
+        print(f"research-arm: {exc}", file=sys.stderr)
+        return 1
+    except CeleryTimeoutError:
+        print(f"research-arm: job {job_id} has not finished", file=sys.stderr)
+        return 3
+    if as_json:
+        print(response.model_dump_json(indent=2))
+    else:
+        from worker.render import render_response
+
+        print(render_response(response))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

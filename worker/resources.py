@@ -1,0 +1,190 @@
+"""Clients a worker process builds once, after any fork, and closes on shutdown.
+
+Tasks reach them through `current_resources()`. They are opened by the
+worker's start-up signals (see `worker.app`) and, failing that, on first use;
+a forked child never uses its parent's sockets because the holder remembers
+the process that built them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import httpx
+import openai
+import redis
+from qdrant_client import QdrantClient
+
+from tasks.arxiv_client import ArxivClient
+from tasks.cache import RedisJsonCache
+from tasks.constants import ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX
+from tasks.embeddings import Embedder, HashingEmbedder, OpenAIEmbedder
+from tasks.memory import PaperMemory, PendingWrites
+from tasks.rate_gate import ArxivRateGate
+from tasks.summarizer import LLMSummarizer
+from worker.settings import Settings
+
+
+@dataclass
+class WorkerResources:
+    settings: Settings
+    redis: redis.Redis
+    http: httpx.Client
+    arxiv: ArxivClient
+    gate: ArxivRateGate
+    openai: openai.OpenAI | None
+    summarizer: LLMSummarizer | None
+    summary_cache: RedisJsonCache
+    embedder: Embedder
+    memory: PaperMemory
+    pending_writes: PendingWrites
+
+    def close(self) -> None:
+        self.memory.close()
+        if self.openai is not None:
+            self.openai.close()
+        self.http.close()
+        self.redis.close()
+
+
+def open_qdrant(settings: Settings) -> QdrantClient:
+    """A Qdrant server client (QDRANT_URL) or the embedded store under QDRANT_PATH."""
+    if settings.qdrant_url:
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        # The version check runs on a background thread and only warns; the
+        # sidecar's readiness check is where an unreachable Qdrant shows.
+        return QdrantClient(
+            url=settings.qdrant_url,
+            api_key=api_key,
+            timeout=int(settings.qdrant_timeout_seconds),
+            check_compatibility=False,
+        )
+    path = settings.effective_qdrant_path
+    path.mkdir(parents=True, exist_ok=True)
+    return QdrantClient(path=str(path))
+
+
+def _openai_client(settings: Settings) -> openai.OpenAI:
+    api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
+    # One connection per concurrent summary, kept alive between jobs.
+    pool = settings.summary_concurrency * max(1, settings.worker_concurrency)
+    return openai.OpenAI(
+        api_key=api_key,
+        base_url=settings.openai_base_url,
+        timeout=settings.llm_timeout_seconds,
+        max_retries=0,
+        http_client=httpx.Client(
+            timeout=settings.llm_timeout_seconds,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+        ),
+    )
+
+
+def build_resources(settings: Settings) -> WorkerResources:
+    """Build every client of a worker process from the settings."""
+    redis_client = redis.Redis.from_url(
+        settings.broker_url(),
+        socket_timeout=30,
+        socket_connect_timeout=10,
+        health_check_interval=10,
+        max_connections=max(16, settings.worker_concurrency * 4),
+    )
+    http = httpx.Client(
+        timeout=settings.arxiv_timeout_seconds,
+        headers={"User-Agent": f"research-arm/{version('research-arm')}"},
+        follow_redirects=True,
+    )
+    gate = ArxivRateGate(redis_client, settings.arxiv_min_interval_seconds)
+    arxiv = ArxivClient(
+        http,
+        settings.arxiv_api_url,
+        gate,
+        RedisJsonCache(redis_client, ARXIV_CACHE_PREFIX, settings.arxiv_cache_ttl_seconds),
+        settings.arxiv_timeout_seconds,
+    )
+    needs_openai = settings.llm_configured or settings.embeddings == "openai"
+    openai_client = _openai_client(settings) if needs_openai else None
+    summarizer = (
+        LLMSummarizer(openai_client, settings.llm_model, settings.llm_max_tokens)
+        if openai_client is not None and settings.llm_configured and settings.llm_model
+        else None
+    )
+    embedder: Embedder = (
+        OpenAIEmbedder(openai_client, settings.embedding_model)
+        if openai_client is not None and settings.embeddings == "openai"
+        else HashingEmbedder()
+    )
+    memory = PaperMemory(
+        lambda: open_qdrant(settings),
+        settings.qdrant_collection,
+        embedder,
+        summary_model=summarizer.model if summarizer else None,
+    )
+    return WorkerResources(
+        settings=settings,
+        redis=redis_client,
+        http=http,
+        arxiv=arxiv,
+        gate=gate,
+        openai=openai_client,
+        summarizer=summarizer,
+        summary_cache=RedisJsonCache(
+            redis_client, SUMMARY_CACHE_PREFIX, settings.summary_cache_ttl_seconds
+        ),
+        embedder=embedder,
+        memory=memory,
+        pending_writes=PendingWrites(redis_client),
+    )
+
+
+class _ProcessResources:
+    """Holds one process's resources; rebuilt if used from a forked child."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resources: WorkerResources | None = None
+        self._owner_pid = 0
+
+    def open(self, settings: Settings) -> WorkerResources:
+        with self._lock:
+            if self._resources is None or self._owner_pid != os.getpid():
+                self._resources = build_resources(settings)
+                self._owner_pid = os.getpid()
+            return self._resources
+
+    def current(self) -> WorkerResources | None:
+        with self._lock:
+            if self._owner_pid != os.getpid():
+                return None
+            return self._resources
+
+    def close(self) -> None:
+        with self._lock:
+            if self._resources is not None and self._owner_pid == os.getpid():
+                self._resources.close()
+            self._resources = None
+
+
+_holder = _ProcessResources()
+
+
+def open_resources(settings: Settings) -> WorkerResources:
+    """Build this process's resources if it has none yet."""
+    return _holder.open(settings)
+
+
+def current_resources() -> WorkerResources:
+    """This process's resources, built from the environment on first use."""
+    resources = _holder.current()
+    if resources is None:
+        from worker.settings import load_settings
+
+        resources = _holder.open(load_settings())
+    return resources
+
+
+def close_resources() -> None:
+    _holder.close()
