@@ -98,7 +98,9 @@ class Paper(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    arxiv_id: str = Field(description="arXiv id without version, e.g. 2502.13957 or hep-th/9901001.")
+    arxiv_id: str = Field(
+        description="arXiv id without version, e.g. 2502.13957 or hep-th/9901001."
+    )
     version: int = Field(ge=1)
     title: str
     authors: list[str]
