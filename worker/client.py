@@ -12,6 +12,9 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
+# Imported so Celery rebuilds our own exception classes (and their messages)
+# from a failed job's result instead of anonymous stand-ins.
+import tasks.errors  # noqa: F401
 from schemas.research import ResearchRequest, ResearchResponse
 from tasks.constants import QUEUE, TASK_EXECUTE
 
