@@ -61,7 +61,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit_seconds,
         "task_soft_time_limit": settings.task_soft_time_limit_seconds,
         "result_expires": settings.result_expires_seconds,
-        "result_extended": True,
+        # The job id's result is the response alone: extended results would
+        # also store the last stage's arguments, the whole job state again.
+        "result_extended": False,
         "task_track_started": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
