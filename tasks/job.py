@@ -34,6 +34,10 @@ from tasks.memory import PaperMemory, PendingWrites
 from tasks.relevance import job_confidence, rank_candidates
 from tasks.summarizer import SummaryBatch
 
+# Stored papers less similar to the query than this are not recalled: the
+# hashing embedder's cosine for an unrelated paper stays well below it.
+RECALL_MIN_SIMILARITY = 0.3
+
 StageName = Literal["recall", "search", "rank", "summarize", "store"]
 Outcome = Literal["ok", "degraded", "skipped", "cached"]
 
@@ -149,7 +153,7 @@ def recall_stage(job: JobState, memory: PaperMemory, timer: StageTimer) -> None:
         recalled = memory.recall(
             request.query,
             limit=request.max_papers,
-            min_score=0.3,
+            min_score=RECALL_MIN_SIMILARITY,
             start_date=request.start_date,
             end_date=request.end_date,
             categories=request.categories,
