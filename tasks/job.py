@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +32,7 @@ from tasks.errors import InvalidRequest, MemoryUnavailable
 from tasks.memory import PaperMemory, PendingWrites
 from tasks.relevance import job_confidence, rank_candidates
 from tasks.summarizer import SummaryBatch
+from tasks.version import arm_version
 
 # Stored papers less similar to the query than this are not recalled: the
 # hashing embedder's cosine for an unrelated paper stays well below it.
@@ -40,13 +40,6 @@ RECALL_MIN_SIMILARITY = 0.3
 
 StageName = Literal["recall", "search", "rank", "summarize", "store"]
 Outcome = Literal["ok", "degraded", "skipped", "cached"]
-
-
-def arm_version() -> str:
-    try:
-        return version("research-arm")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
 
 
 def parse_job_payload(args: Sequence[Any], kwargs: Mapping[str, Any]) -> ResearchRequest:

@@ -6,7 +6,7 @@ from schemas.export import json_schema
 from schemas.health import CapabilityManifest
 from schemas.research import ResearchRequest, ResearchResponse
 from tasks.constants import QUEUE, TASK_EXECUTE
-from tasks.job import arm_version
+from tasks.version import arm_version
 
 
 def capability_manifest() -> CapabilityManifest:
