@@ -71,6 +71,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {"research.*": {"queue": QUEUE}},
         "worker_pool": settings.worker_pool,
         "worker_concurrency": settings.worker_concurrency,
+        # Cold shutdown (SIGQUIT; SIGTERM under REMAP_SIGTERM=SIGQUIT) first
+        # lets running tasks finish for this long, then returns unfinished
+        # late-ack messages to the queue when the channel closes, instead of
+        # leaving them to the visibility timeout.
+        "worker_soft_shutdown_timeout": settings.worker_soft_shutdown_timeout_seconds,
         "worker_hijack_root_logger": False,
         "enable_utc": True,
     }

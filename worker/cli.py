@@ -116,10 +116,14 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.app import app
 
+    pool = args.pool or settings.worker_pool
+    # Celery's CLI cannot tell `--pool=prefork` from its own default and then
+    # lets the configured worker_pool win: configure the chosen pool as well.
+    app.conf.worker_pool = pool
     argv = [
         "worker",
         f"--queues={QUEUE}",
-        f"--pool={args.pool or settings.worker_pool}",
+        f"--pool={pool}",
         f"--concurrency={args.concurrency or settings.worker_concurrency}",
         f"--hostname={args.hostname}",
         f"--loglevel={settings.log_level}",

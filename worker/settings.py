@@ -67,6 +67,11 @@ class Settings(BaseSettings):
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=16, ge=1)
+    # Graceful scale-in: on a cold shutdown (SIGQUIT, or SIGTERM when the
+    # process runs with REMAP_SIGTERM=SIGQUIT, as the image does) running tasks
+    # get this long to finish; the rest go back to the queue at once. Celery
+    # waits the whole window whenever a task is running, so keep it short.
+    worker_soft_shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:
