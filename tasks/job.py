@@ -24,7 +24,7 @@ from schemas.research import (
     ResearchResponse,
     StageRecord,
 )
-from tasks.arxiv_client import ArxivClient
+from tasks.arxiv_client import ArxivClient, ArxivSearchResult
 from tasks.arxiv_query import build_search_query
 from tasks.citations import apa_reference, bibtex_entry
 from tasks.embeddings import Embedder
@@ -160,8 +160,13 @@ def recall_stage(job: JobState, memory: PaperMemory, timer: StageTimer) -> None:
     job.memory.recalled = len(recalled)
 
 
-def search_stage(job: JobState, arxiv: ArxivClient, max_results: int, timer: StageTimer) -> None:
-    """Search arXiv (through the shared gate and cache) and merge with the recalled papers."""
+def search_stage(
+    job: JobState, arxiv: ArxivClient, max_results: int, timer: StageTimer
+) -> ArxivSearchResult:
+    """Search arXiv (through the shared gate and cache) and merge with the recalled papers.
+
+    Returns the search's result, for metrics (cache hit, time at the rate gate).
+    """
     request = job.request
     job.search_query = build_search_query(
         request.query, request.categories, request.start_date, request.end_date
@@ -175,6 +180,7 @@ def search_stage(job: JobState, arxiv: ArxivClient, max_results: int, timer: Sta
     searched_ids = {paper.arxiv_id for paper in result.feed.papers}
     job.recalled_beyond_search = len(set(job.recalled_ids) - searched_ids)
     job.candidates = merge_candidates(job.candidates, result.feed.papers)
+    return result
 
 
 def merge_candidates(recalled: Sequence[Paper], searched: Sequence[Paper]) -> list[Paper]:

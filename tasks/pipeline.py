@@ -30,6 +30,7 @@ from tasks.errors import InvalidRequest, TransientUpstreamError, UpstreamUnavail
 from tasks.job import JobState, StageName, StageTimer, timed_stage
 from tasks.retry import retry_countdown
 from tasks.summarizer import summarize_papers
+from worker.metrics import worker_metrics
 from worker.resources import WorkerResources, current_resources
 
 log = structlog.get_logger("research_arm.pipeline")
@@ -96,6 +97,7 @@ def run_stage(
         except TransientUpstreamError as exc:
             raise retry_or_give_up(task, exc, max_retries) from exc
         record = job.stages[-1]
+        worker_metrics().record_stage(record)
         log.info(
             "stage_finished",
             outcome=record.outcome,
@@ -147,6 +149,7 @@ def job_chain(job: JobState) -> Any:
 def recall(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
         stages.recall_stage(job, res.memory, timer)
+        worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
 
     return run_stage(self, state, "recall", work).model_dump(mode="json")
 
@@ -159,7 +162,7 @@ def search(self: Task, state: JobJson) -> JobJson:
         count = stages.candidate_count(
             job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
         )
-        stages.search_stage(job, res.arxiv, count, timer)
+        worker_metrics().record_arxiv_search(stages.search_stage(job, res.arxiv, count, timer))
 
     job = run_stage(self, state, "search", work, max_retries=settings.arxiv_max_retries)
     return job.model_dump(mode="json")
@@ -193,6 +196,7 @@ def summarize(self: Task, state: JobJson) -> JobJson:
                 self, job.job_id, "summarize", done, total
             ),
         )
+        worker_metrics().record_summaries(batch, llm_configured=res.summarizer is not None)
         log.info(
             "summaries_done",
             llm_calls=batch.llm_calls,
@@ -213,9 +217,13 @@ def summarize(self: Task, state: JobJson) -> JobJson:
 def store(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
         stages.store_stage(job, res.memory, res.pending_writes, timer)
+        worker_metrics().record_qdrant_store(
+            points=job.memory.stored, failed=timer.outcome == "degraded"
+        )
 
     job = run_stage(self, state, "store", work)
     response = stages.build_response(job)
+    worker_metrics().record_job(response)
     with job_log_context(job.job_id, self.request.id, "store"):
         log.info(
             "job_finished",

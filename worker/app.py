@@ -13,11 +13,14 @@ from celery.concurrency.thread import TaskPool as ThreadTaskPool
 
 from worker import resources
 from worker.celery_config import celery_config
+from worker.heartbeat import install_heartbeat
 from worker.logs import configure_logging
+from worker.metrics import enable_multiprocess, worker_metrics
 from worker.settings import load_settings
 
 app = Celery("research_arm", include=["tasks.pipeline"])
 app.add_defaults(lambda: celery_config(load_settings()))
+install_heartbeat(app)
 
 
 @signals.setup_logging.connect
@@ -46,3 +49,32 @@ def _open_resources_for_threads(sender: Any, **_: Any) -> None:
 @signals.worker_shutdown.connect
 def _close_resources(**_: Any) -> None:
     resources.close_resources()
+
+
+@signals.worker_init.connect
+def _enable_worker_metrics(**_: Any) -> None:
+    # In the main process, before the pool starts: every process of this
+    # worker then records into METRICS_DIR, where the sidecar reads.
+    enable_multiprocess(load_settings().effective_metrics_dir)
+
+
+def _task_labels(task: Any, request: Any) -> tuple[str, str, str]:
+    delivery_info = getattr(request, "delivery_info", None) or {}
+    return task.name, request.hostname or "", delivery_info.get("routing_key") or ""
+
+
+@signals.task_success.connect
+def _count_task_success(sender: Any, **_: Any) -> None:
+    worker_metrics().record_task_succeeded(*_task_labels(sender, sender.request))
+
+
+@signals.task_retry.connect
+def _count_task_retry(sender: Any, request: Any, **_: Any) -> None:
+    worker_metrics().record_task_retried(*_task_labels(sender, request))
+
+
+@signals.task_failure.connect
+def _count_task_failure(sender: Any, exception: BaseException, **_: Any) -> None:
+    worker_metrics().record_task_failed(
+        *_task_labels(sender, sender.request), type(exception).__name__
+    )

@@ -54,8 +54,25 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
 
     health_port: int = Field(default=8080, ge=1, le=65535)
+    # All interfaces by default: the kubelet probes the pod's IP.
+    health_host: str = "0.0.0.0"
     heartbeat_file: Path | None = None
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    # /livez fails once the newest beat is older than this: a frozen worker is
+    # seen within this window (plus the probe's period), a slow disk is not.
+    heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
+    # The sidecar's Redis PING and Qdrant request give up after this long.
+    health_check_timeout_seconds: float = Field(default=1.0, gt=0)
+    # prometheus_client's multiprocess files, written by every worker process
+    # and read by the sidecar; wiped when the worker starts.
+    metrics_dir: Path | None = None
+
+    # Flower reads these FLOWER_* variables itself too (`celery -A worker.app
+    # flower`); `research-arm up --flower` fills in what is unset.
+    flower_basic_auth: SecretStr | None = None  # user:password[,user2:password2]
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_persistent: bool = False
+    flower_db: Path | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
@@ -90,6 +107,16 @@ class Settings(BaseSettings):
             raise ValueError("set QDRANT_URL or QDRANT_PATH, not both")
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> Settings:
+        # A TTL shorter than two beats would call a healthy worker dead
+        # whenever one write is a little late.
+        if self.heartbeat_ttl_seconds < 2 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                "HEARTBEAT_TTL_SECONDS must be at least twice HEARTBEAT_INTERVAL_SECONDS"
+            )
+        return self
+
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_model and (self.openai_base_url or self.openai_api_key))
@@ -105,6 +132,14 @@ class Settings(BaseSettings):
     @property
     def effective_heartbeat_file(self) -> Path:
         return self.heartbeat_file or self.data_dir / "worker.heartbeat"
+
+    @property
+    def effective_metrics_dir(self) -> Path:
+        return self.metrics_dir or self.data_dir / "metrics"
+
+    @property
+    def effective_flower_db(self) -> Path:
+        return self.flower_db or self.data_dir / "flower.db"
 
     def broker_url(self) -> str:
         """REDIS_URL, or the Redis of the local stack that `research-arm up` recorded."""
