@@ -8,14 +8,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from celery.exceptions import TimeoutError as CeleryTimeoutError
 from pydantic import ValidationError
 
 from schemas.research import ResearchRequest
 from tasks.constants import QUEUE
-from worker.client import JobFailed, ResearchClient
 from worker.settings import Settings, load_settings
+
+# Celery is imported only by the commands that use it: `sidecar` and `check`
+# must start fast and small, without it.
+if TYPE_CHECKING:
+    from worker.client import ResearchClient
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -24,13 +28,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the whole local stack in the foreground")
     up.add_argument("--flower", action="store_true", help="also start Flower")
-    up.add_argument("--flower-port", type=int, default=5555)
+    up.add_argument("--flower-port", type=int, help="Flower's port (default FLOWER_PORT)")
     up.add_argument("--concurrency", type=int, help="worker threads (default WORKER_CONCURRENCY)")
 
     worker = commands.add_parser("worker", help="run a Celery worker on the research queue")
     worker.add_argument("--concurrency", type=int)
     worker.add_argument("--pool", choices=["threads", "prefork", "solo"])
     worker.add_argument("--hostname", default="research@%h")
+
+    sidecar = commands.add_parser("sidecar", help="serve /livez /readyz /health /metrics")
+    sidecar.add_argument("--host", help="address to listen on (default HEALTH_HOST)")
+    sidecar.add_argument("--port", type=int, help="port to listen on (default HEALTH_PORT)")
+    sidecar.add_argument("--check", action="store_true", help="same as `research-arm check`")
+    commands.add_parser("check", help="exit 0 if the worker's heartbeat is fresh, 1 if not")
 
     submit = commands.add_parser("submit", help="enqueue a research job")
     submit.add_argument("query")
@@ -78,6 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args, settings)
     if args.command == "worker":
         return _worker(args, settings)
+    if args.command == "check" or (args.command == "sidecar" and args.check):
+        from worker.sidecar import check_liveness
+
+        return check_liveness(settings)
+    if args.command == "sidecar":
+        from worker.sidecar import serve
+
+        return serve(settings, host=args.host, port=args.port)
+    from worker.client import ResearchClient
+
     try:
         client = ResearchClient.from_url(settings.broker_url())
     except RuntimeError as exc:
@@ -179,6 +199,10 @@ def _follow(client: ResearchClient, job_id: str, timeout: float) -> None:
 def _print_result(
     client: ResearchClient, job_id: str, timeout: float | None, *, as_json: bool
 ) -> int:
+    from celery.exceptions import TimeoutError as CeleryTimeoutError
+
+    from worker.client import JobFailed
+
     try:
         response = client.result(job_id, timeout=timeout)
     except JobFailed as exc:
