@@ -1,9 +1,10 @@
 """`research-arm up`: the whole local stack in the foreground.
 
 It starts an embedded Redis when REDIS_URL is unset (data under DATA_DIR),
-a worker and, on request, Flower; records the stack's addresses in
-DATA_DIR/stack.json so `research-arm submit` from the same directory finds
-it; and on Ctrl-C or SIGTERM stops every process it started.
+a worker, its health sidecar and, on request, Flower (basic auth on);
+records the stack's addresses in DATA_DIR/stack.json so `research-arm submit`
+from the same directory finds it; and on Ctrl-C or SIGTERM stops every
+process it started.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import FrameType
 
 import structlog
 
+from worker.flower import flower_launch
 from worker.local_redis import RedisServer
 from worker.settings import Settings
 
@@ -31,7 +33,7 @@ log = structlog.get_logger("research_arm.stack")
 @dataclass
 class StackOptions:
     flower: bool = False
-    flower_port: int = 5555
+    flower_port: int | None = None  # default FLOWER_PORT
     concurrency: int | None = None
 
 
@@ -39,6 +41,9 @@ class StackOptions:
 class _Child:
     name: str
     process: subprocess.Popen[bytes]
+    # The stack stops when an essential child dies; the sidecar only reports
+    # on it (its port may be taken) and is not essential.
+    essential: bool = True
 
 
 @dataclass
@@ -56,15 +61,23 @@ class LocalStack:
             redis_url = self._start_redis()
             env = self._child_env(redis_url)
             self._spawn("worker", self._worker_argv(), env)
-            if self.options.flower:
-                self._spawn("flower", self._flower_argv(), env)
+            self._spawn("sidecar", self._sidecar_argv(), env, essential=False)
+            flower = (
+                flower_launch(self.settings, self.options.flower_port)
+                if self.options.flower
+                else None
+            )
+            if flower is not None:
+                self._spawn("flower", flower.argv, env | flower.env)
             self._record(redis_url)
             log.info(
                 "stack_up",
                 redis=redis_url,
                 data_dir=str(self.settings.data_dir.resolve()),
-                flower=f"http://127.0.0.1:{self.options.flower_port}"
-                if self.options.flower
+                sidecar=f"http://127.0.0.1:{self.settings.health_port}",
+                flower=flower.url if flower else None,
+                flower_credentials=str(flower.credentials_file)
+                if flower and flower.credentials_file
                 else None,
             )
             return self._wait()
@@ -98,23 +111,17 @@ class LocalStack:
             argv += ["--concurrency", str(self.options.concurrency)]
         return argv
 
-    def _flower_argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "flower",
-            f"--port={self.options.flower_port}",
-            "--address=127.0.0.1",
-        ]
+    def _sidecar_argv(self) -> list[str]:
+        # Loopback only, like Flower: the local stack is not a service.
+        return [sys.executable, "-m", "worker.cli", "sidecar", "--host=127.0.0.1"]
 
-    def _spawn(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+    def _spawn(
+        self, name: str, argv: Sequence[str], env: dict[str, str], *, essential: bool = True
+    ) -> None:
         # Own process group: the terminal's Ctrl-C reaches `up` alone, which
         # then stops each child in order.
         process = subprocess.Popen(list(argv), env=env, start_new_session=True)
-        self.children.append(_Child(name, process))
+        self.children.append(_Child(name, process, essential))
         log.info("process_started", process=name, pid=process.pid)
 
     def _record(self, redis_url: str) -> None:
@@ -133,11 +140,14 @@ class LocalStack:
 
     def _wait(self) -> int:
         while not self.stop_requested.wait(0.5):
-            for child in self.children:
+            for child in list(self.children):
                 code = child.process.poll()
-                if code is not None:
+                if code is not None and child.essential:
                     log.error("process_exited", process=child.name, exit_code=code)
                     return 1
+                if code is not None:
+                    log.warning("process_exited", process=child.name, exit_code=code)
+                    self.children.remove(child)
         return 0
 
     def shutdown(self, grace_seconds: float = 30.0) -> None:
