@@ -31,9 +31,11 @@ bench: $(INSTALLED)
 schemas: $(INSTALLED)
 	$(BIN)/research-arm schemas
 
-# Regenerates the hash-pinned lock from pyproject.toml (needs uv).
+# Regenerates the hash-pinned locks from pyproject.toml (needs uv): the full
+# one for development, and the image's runtime subset pinned to the same versions.
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -c requirements.lock -o deploy/requirements.runtime.lock
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
