@@ -1,0 +1,257 @@
+"""The benchmark's six cases. Each returns figures; `tests.bench.report` prints them.
+
+Upstream latencies are the issue's: arXiv 200 ms, LLM 500 ms, so a job's
+critical path (one arXiv request, then every paper's LLM call at once) is
+0.70 s whatever the number of papers.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from tests.bench.harness import BenchWorker, JobOutcome, LoadFigures
+from tests.bench.stack import BenchStack, FreshQueries
+
+ARXIV_LATENCY = 0.2
+LLM_LATENCY = 0.5
+CRITICAL_PATH = ARXIV_LATENCY + LLM_LATENCY
+JOB_TIMEOUT = 300.0
+STAGES = ("recall", "search", "rank", "summarize", "store")
+
+
+@dataclass(frozen=True)
+class JobSample:
+    """Figures of a batch of jobs: latencies, per-stage times, and what went wrong."""
+
+    outcomes: tuple[JobOutcome, ...]
+
+    @property
+    def figures(self) -> LoadFigures:
+        return LoadFigures.of(self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if o.state != "SUCCESS")
+
+    def count_not(self, method: str) -> int:
+        """Jobs with a paper whose summary_method is not `method` (or with no paper)."""
+        return sum(
+            1
+            for o in self.outcomes
+            if not o.summary_methods() or set(o.summary_methods()) != {method}
+        )
+
+    def stage_means_ms(self) -> dict[str, float]:
+        """Mean duration of each stage, and `between` (latency minus the stages: task hops)."""
+        per_job = [o.stage_durations_ms() for o in self.outcomes if o.stage_durations_ms()]
+        if not per_job:
+            return {}
+        means = {name: statistics.fmean(d.get(name, 0.0) for d in per_job) for name in STAGES}
+        latencies = [o.latency * 1000 for o in self.outcomes if o.stage_durations_ms()]
+        means["between"] = statistics.fmean(latencies) - sum(means.values())
+        return means
+
+
+def run_batch(
+    stack: BenchStack, requests: Sequence[dict[str, object]], noop: bool = False
+) -> JobSample:
+    return JobSample(tuple(stack.runner.run(requests, timeout=JOB_TIMEOUT, noop=noop)))
+
+
+def warm_up(stack: BenchStack, queries: FreshQueries, workers: int) -> None:
+    """First jobs open Qdrant and the HTTP pools: run a few per worker before measuring."""
+    run_batch(stack, queries.requests(4 * workers, 5))
+
+
+# --- 1. latency against the critical path ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    papers: int
+    sample: JobSample
+
+    @property
+    def median(self) -> float:
+        return self.sample.figures.median_seconds
+
+    @property
+    def p95(self) -> float:
+        return self.sample.figures.p95_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.median / CRITICAL_PATH
+
+
+def latency_case(
+    stack: BenchStack, queries: FreshQueries, runs: int, sizes: Sequence[int] = (5, 10, 20)
+) -> list[LatencyRow]:
+    """One job at a time, `runs` times per size, each with a query (and papers) never seen."""
+    stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+    rows = []
+    for papers in sizes:
+        outcomes = [run_batch(stack, queries.requests(1, papers)).outcomes[0] for _ in range(runs)]
+        rows.append(LatencyRow(papers, JobSample(tuple(outcomes))))
+    return rows
+
+
+# --- 2. throughput at load -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadRow:
+    concurrent: int
+    rounds: tuple[JobSample, ...]
+
+    @property
+    def jobs_per_second(self) -> float:
+        return statistics.median(r.figures.jobs_per_second for r in self.rounds)
+
+    @property
+    def all_jobs(self) -> JobSample:
+        return JobSample(tuple(o for r in self.rounds for o in r.outcomes))
+
+
+def throughput_case(
+    stack: BenchStack, queries: FreshQueries, loads: Sequence[tuple[int, int]]
+) -> list[LoadRow]:
+    """`loads` holds (concurrent jobs, rounds): all jobs of a round are sent at once."""
+    stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+    return [
+        LoadRow(count, tuple(run_batch(stack, queries.requests(count, 5)) for _ in range(rounds)))
+        for count, rounds in loads
+    ]
+
+
+# --- 3. engine overhead ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverheadResult:
+    concurrent: int
+    full: tuple[JobSample, ...]
+    raw: tuple[JobSample, ...]
+
+    @property
+    def full_rate(self) -> float:
+        return statistics.median(s.figures.jobs_per_second for s in self.full)
+
+    @property
+    def raw_rate(self) -> float:
+        return statistics.median(s.figures.jobs_per_second for s in self.raw)
+
+    @property
+    def share(self) -> float:
+        return self.full_rate / self.raw_rate if self.raw_rate else 0.0
+
+
+def overhead_case(
+    stack: BenchStack,
+    queries: FreshQueries,
+    concurrent: int,
+    rounds: int,
+    during_full: Callable[[], None] | None = None,
+    after_full: Callable[[], None] | None = None,
+) -> OverheadResult:
+    """Upstreams answer at once: the full job's rate beside the no-op chain's, rounds interleaved.
+
+    `during_full` / `after_full` bracket the full-pipeline rounds (a profiler hooks in there).
+    """
+    stack.set_latencies(0.0, 0.0)
+    full: list[JobSample] = []
+    raw: list[JobSample] = []
+    for _ in range(rounds):
+        if during_full:
+            during_full()
+        full.append(run_batch(stack, queries.requests(concurrent, 5)))
+        if after_full:
+            after_full()
+        raw.append(run_batch(stack, queries.requests(concurrent, 5), noop=True))
+    return OverheadResult(concurrent, tuple(full), tuple(raw))
+
+
+# --- 4. repeat jobs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepeatResult:
+    first: JobSample
+    repeats: JobSample
+    arxiv_calls: int
+    llm_calls: int
+
+
+def repeat_case(stack: BenchStack, queries: FreshQueries, runs: int) -> RepeatResult:
+    """The same 5-paper request again and again; count the upstream calls the repeats make."""
+    stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+    arxiv, llm = stack.upstreams()
+    [request] = queries.requests(1, 5)
+    first = run_batch(stack, [request])
+    arxiv_before, llm_before = arxiv.count("/api/query"), llm.count("/chat/completions")
+    repeats = [run_batch(stack, [request]).outcomes[0] for _ in range(runs)]
+    return RepeatResult(
+        first=first,
+        repeats=JobSample(tuple(repeats)),
+        arxiv_calls=arxiv.count("/api/query") - arxiv_before,
+        llm_calls=llm.count("/chat/completions") - llm_before,
+    )
+
+
+# --- 5. memory -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    jobs: int
+    concurrent: int
+    rss_ready_mib: float
+    peak_rss_mib: float
+    failed: int
+
+
+def memory_case(
+    stack: BenchStack, queries: FreshQueries, jobs: int, concurrent: int
+) -> MemoryResult:
+    """A fresh worker (empty memory store) runs `jobs` 5-paper jobs; its peak RSS after."""
+    stack.stop_workers()
+    [worker] = stack.start_workers(1)
+    ready = worker.peak_rss_mib()
+    stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+    failed = 0
+    for start in range(0, jobs, concurrent):
+        failed += run_batch(stack, queries.requests(min(concurrent, jobs - start), 5)).failed
+    result = MemoryResult(jobs, concurrent, ready, worker.peak_rss_mib(), failed)
+    stack.stop_workers()
+    return result
+
+
+# --- 6. scale-out ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScaleRow:
+    processes: int
+    rounds: tuple[JobSample, ...] = field(default_factory=tuple)
+
+    @property
+    def jobs_per_second(self) -> float:
+        return statistics.median(r.figures.jobs_per_second for r in self.rounds)
+
+
+def scale_out_case(
+    stack: BenchStack, queries: FreshQueries, process_counts: Sequence[int], jobs: int, rounds: int
+) -> list[ScaleRow]:
+    """`jobs` concurrent 5-paper jobs on 1, 2, 4… worker processes, each with its own Qdrant."""
+    rows = []
+    for count in process_counts:
+        stack.stop_workers()
+        workers: list[BenchWorker] = stack.start_workers(count)
+        stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+        warm_up(stack, queries, len(workers))
+        samples = tuple(run_batch(stack, queries.requests(jobs, 5)) for _ in range(rounds))
+        rows.append(ScaleRow(count, samples))
+    stack.stop_workers()
+    return rows
