@@ -36,6 +36,12 @@ from worker.resources import WorkerResources, current_resources
 log = structlog.get_logger("research_arm.pipeline")
 
 JobJson = dict[str, Any]
+
+# The stages before `store` hand the job to the next task in its message; no
+# one reads their own results, so they are not written to the backend (nor is
+# their STARTED state). Their errors are: a failure is stored and passed down
+# the chain to the job id, so the job still ends in FAILURE.
+PASS_ON_ONLY: dict[str, Any] = {"ignore_result": True, "store_errors_even_if_ignored": True}
 StageWork = Callable[[JobState, WorkerResources, StageTimer], None]
 
 
@@ -145,7 +151,7 @@ def job_chain(job: JobState) -> Any:
     )
 
 
-@shared_task(bind=True, name=TASK_RECALL)
+@shared_task(bind=True, name=TASK_RECALL, **PASS_ON_ONLY)
 def recall(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
         stages.recall_stage(job, res.memory, timer)
@@ -154,7 +160,7 @@ def recall(self: Task, state: JobJson) -> JobJson:
     return run_stage(self, state, "recall", work).model_dump(mode="json")
 
 
-@shared_task(bind=True, name=TASK_SEARCH, max_retries=None)
+@shared_task(bind=True, name=TASK_SEARCH, max_retries=None, **PASS_ON_ONLY)
 def search(self: Task, state: JobJson) -> JobJson:
     settings = current_resources().settings
 
@@ -168,7 +174,7 @@ def search(self: Task, state: JobJson) -> JobJson:
     return job.model_dump(mode="json")
 
 
-@shared_task(bind=True, name=TASK_RANK)
+@shared_task(bind=True, name=TASK_RANK, **PASS_ON_ONLY)
 def rank(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
         stages.rank_stage(job, res.embedder)
@@ -176,7 +182,7 @@ def rank(self: Task, state: JobJson) -> JobJson:
     return run_stage(self, state, "rank", work).model_dump(mode="json")
 
 
-@shared_task(bind=True, name=TASK_SUMMARIZE, max_retries=None)
+@shared_task(bind=True, name=TASK_SUMMARIZE, max_retries=None, **PASS_ON_ONLY)
 def summarize(self: Task, state: JobJson) -> JobJson:
     settings = current_resources().settings
     max_retries = settings.llm_max_retries
