@@ -39,7 +39,7 @@ def flower_credentials(settings: Settings) -> tuple[str, Path | None]:
     """
     if settings.flower_basic_auth is not None:
         return settings.flower_basic_auth.get_secret_value(), None
-    path = settings.data_dir / CREDENTIALS_FILE_NAME
+    path = (settings.data_dir / CREDENTIALS_FILE_NAME).resolve()
     try:
         stored = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
