@@ -40,14 +40,20 @@ KOMBU_PRIORITY_STEPS: Final = (3, 6, 9)
 KOMBU_UNACKED_KEY: Final = "unacked"
 
 # Counts, inside Redis, the unacked messages whose routing key is ARGV[1]: the
-# key is the last string of each value, so only its tail is looked at, and no
-# message body crosses the network.
+# key is the last string of each value, so only its tail is looked at, no
+# message body crosses the network, and HSCAN keeps a few hundred in memory at a time.
 _COUNT_UNACKED_SCRIPT: Final = """
 local count = 0
-for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
-  local routing_key = string.match(string.sub(value, -256), '"([^"]*)"%]$')
-  if routing_key == ARGV[1] then count = count + 1 end
-end
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 200)
+  cursor = page[1]
+  local entries = page[2]
+  for i = 2, #entries, 2 do
+    local routing_key = string.match(string.sub(entries[i], -256), '"([^"]*)"%]$')
+    if routing_key == ARGV[1] then count = count + 1 end
+  end
+until cursor == '0'
 return count
 """
 

@@ -205,7 +205,9 @@ def test_queue_depth_counts_every_priority_list_and_only_this_queues_unacked() -
     client.hset("unacked", "tag-1", json.dumps([body, "research", "research"]))
     client.hset("unacked", "tag-2", json.dumps([body, "", "research"]))
     client.hset("unacked", "tag-3", json.dumps([body, "other", "other"]))
+    for n in range(450):  # more than one HSCAN page
+        client.hset("unacked", f"page-{n}", json.dumps(["{}", "", "research" if n % 3 else "x"]))
 
     depth = checks.queue_depth(client, "research")
 
-    assert depth == checks.QueueDepth(waiting=3, unacked=2)
+    assert depth == checks.QueueDepth(waiting=3, unacked=2 + 300)
