@@ -1,10 +1,12 @@
-"""Measure the health sidecar: start time, memory, endpoint latency, and `research-arm check`.
+"""Measure the health sidecar: start time, memory, latency, `check`, and Redis outages.
 
     .venv/bin/python -m tests.sidecar_footprint [--runs 5]
 
 Starts a private Redis, the fake arXiv server and a real worker (one job
 runs, so /metrics merges real worker files), then starts the sidecar `--runs`
-times and prints figures. Memory is compared with a bare interpreter of the
+times and prints figures; last it stops Redis for 2, 5 and 10 s and times how
+soon /readyz fails and how soon it passes again (the worker reconnects), while
+checking that /livez never fails. Memory is compared with a bare interpreter of the
 same Python. Nothing here asserts: it prints what it measured.
 """
 
@@ -59,10 +61,8 @@ def bare_python() -> tuple[float, float]:
         idle.wait()
 
 
-def run_sidecar(env: dict[str, str]) -> tuple[float, tuple[float, float], dict[str, float]]:
-    """Start one sidecar; returns seconds to its first answer, its memory, endpoint latency (ms)."""
+def start_sidecar(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "sidecar", "--host=127.0.0.1", f"--port={port}"],
         cwd=REPO_ROOT,
@@ -70,7 +70,13 @@ def run_sidecar(env: dict[str, str]) -> tuple[float, tuple[float, float], dict[s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def run_sidecar(env: dict[str, str]) -> tuple[float, tuple[float, float], dict[str, float]]:
+    """Start one sidecar; returns seconds to its first answer, its memory, endpoint latency (ms)."""
+    started = time.perf_counter()
+    process, base = start_sidecar(env)
     try:
         while answer_status(f"{base}/livez") == 0:
             time.sleep(0.01)
@@ -99,6 +105,39 @@ def time_check(env: dict[str, str]) -> float:
         check=True,
     )
     return time.perf_counter() - begin
+
+
+def time_outages(env: dict[str, str], redis_server: RedisServer) -> list[str]:
+    """Stop Redis for a while, several times; one line of figures per outage."""
+    process, base = start_sidecar(env)
+    lines = []
+    try:
+        while answer_status(f"{base}/readyz") != 200:
+            time.sleep(0.05)
+        for outage_seconds in (2, 5, 10):
+            stopped = time.monotonic()
+            redis_server.stop()
+            while answer_status(f"{base}/readyz") == 200:
+                time.sleep(0.05)
+            unready_after = time.monotonic() - stopped
+            always_alive = True
+            while time.monotonic() - stopped < outage_seconds:
+                always_alive &= answer_status(f"{base}/livez") == 200
+                time.sleep(0.2)
+            redis_server.start()
+            back = time.monotonic()
+            while answer_status(f"{base}/readyz") != 200:
+                time.sleep(0.1)
+            lines.append(
+                f"Redis down {outage_seconds:>2} s: /readyz 503 after {unready_after:.2f} s, "
+                f"/livez 200 throughout: {always_alive}, "
+                f"/readyz 200 again {time.monotonic() - back:.1f} s after Redis returned"
+            )
+            time.sleep(2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return lines
 
 
 def time_inspect_ping(env: dict[str, str]) -> tuple[float, int]:
@@ -141,6 +180,7 @@ def main() -> None:
             runs = [run_sidecar(env) for _ in range(args.runs)]
             checks = [time_check(env) for _ in range(args.runs)]
             pings = [time_inspect_ping(env) for _ in range(args.runs)]
+            outages = time_outages(env, redis_server)
         finally:
             worker.stop()
             redis_server.stop()
@@ -175,6 +215,8 @@ def main() -> None:
         f"for comparison, celery inspect ping: median {statistics.median(ping_seconds):.3f} s "
         f"(exit codes {sorted({code for _, code in pings})})"
     )
+    for line in outages:
+        print(line)
 
 
 if __name__ == "__main__":
