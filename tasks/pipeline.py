@@ -8,6 +8,7 @@ reports PROGRESS on the job id with {stage, done, total}.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from worker.resources import WorkerResources, current_resources
 log = structlog.get_logger("research_arm.pipeline")
 
 JobJson = dict[str, Any]
+PROGRESS_INTERVAL_SECONDS = 0.25
 
 # The stages before `store` hand the job to the next task in its message; no
 # one reads their own results, so they are not written to the backend (nor is
@@ -60,6 +62,29 @@ def report_progress(task: Task, job_id: str, stage: str, done: int, total: int) 
     task.update_state(
         task_id=job_id, state="PROGRESS", meta={"stage": stage, "done": done, "total": total}
     )
+
+
+class ThrottledProgress:
+    """A stage's {done, total} progress, written at most once per `interval` seconds.
+
+    Papers' LLM calls start together and mostly answer within milliseconds of
+    each other: a write per paper would be a burst of result-backend writes on
+    the job's critical path, each replaced by the next at once.
+    """
+
+    def __init__(self, task: Task, job_id: str, stage: str, interval: float) -> None:
+        self._task = task
+        self._job_id = job_id
+        self._stage = stage
+        self._interval = interval
+        # The stage reported {done: 0} as it started (see run_stage).
+        self._last_report = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= self._interval:
+            self._last_report = now
+            report_progress(self._task, self._job_id, self._stage, done, total)
 
 
 def retry_or_give_up(task: Task, exc: TransientUpstreamError, max_retries: int) -> Exception:
@@ -198,9 +223,7 @@ def summarize(self: Task, state: JobJson) -> JobJson:
             res.summary_cache,
             concurrency=settings.summary_concurrency,
             final_attempt=self.request.retries >= max_retries,
-            on_progress=lambda done, total: report_progress(
-                self, job.job_id, "summarize", done, total
-            ),
+            on_progress=ThrottledProgress(self, job.job_id, "summarize", PROGRESS_INTERVAL_SECONDS),
         )
         worker_metrics().record_summaries(batch, llm_configured=res.summarizer is not None)
         log.info(
