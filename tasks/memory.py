@@ -12,6 +12,7 @@ by the next job that reaches Qdrant (`PendingWrites`).
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -67,6 +68,9 @@ class PaperMemory:
         self.embedder = embedder
         self.summary_model = summary_model
         self._client: QdrantClient | None = None
+        # The vector size the open client's collection was checked for: the
+        # check costs two requests to a Qdrant server, so it runs once per client.
+        self._checked_dimension: int | None = None
         # Embedded Qdrant is not safe for concurrent use from threads.
         self._lock = threading.Lock()
 
@@ -75,8 +79,18 @@ class PaperMemory:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+                self._checked_dimension = None
 
     def _ready_client(self, dimension: int) -> QdrantClient:
+        """The open client, its collection made or checked for `dimension` once per client."""
+        if self._client is None or self._checked_dimension != dimension:
+            client = self._open_and_check(dimension)
+            _commit_local_writes_without_fsync(client)
+            self._checked_dimension = dimension
+            return client
+        return self._client
+
+    def _open_and_check(self, dimension: int) -> QdrantClient:
         if self._client is None:
             try:
                 self._client = self._open_client()
@@ -114,6 +128,7 @@ class PaperMemory:
         return client
 
     def _drop_client(self) -> None:
+        self._checked_dimension = None
         if self._client is not None:
             try:
                 self._client.close()
@@ -241,6 +256,29 @@ class PaperMemory:
             if not self._client.collection_exists(self.collection):
                 return 0
             return self._client.count(self.collection, exact=True).count
+
+
+def _commit_local_writes_without_fsync(client: QdrantClient) -> None:
+    """Let embedded Qdrant's sqlite files commit without an fsync per point.
+
+    qdrant-client's local mode commits every point of an upsert on its own,
+    and each commit waits for the disk: most of the store stage's time (about
+    1 ms a point; 23 ms -> 5 ms for 20 papers). In WAL mode with
+    synchronous=NORMAL a commit survives a crash of the process and syncs at
+    checkpoints; a power cut may lose the last writes, which the next job to
+    find those papers writes again. The connections are private to
+    qdrant-client, so anything not shaped as expected (a Qdrant server, a
+    future version) is left alone.
+    """
+    local = getattr(client, "_client", None)
+    for collection in getattr(local, "collections", {}).values():
+        connection = getattr(getattr(collection, "storage", None), "storage", None)
+        if isinstance(connection, sqlite3.Connection):
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error:
+                continue  # the defaults are slower, not wrong
 
 
 class PendingWrites:
