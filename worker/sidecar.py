@@ -17,6 +17,7 @@ probes and Docker's HEALTHCHECK.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -262,8 +263,6 @@ def build_sidecar(settings: Settings) -> Sidecar:
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code."""
-    import signal
-
     sidecar = build_sidecar(settings)
     server = SidecarServer((host or settings.health_host, port or settings.health_port), sidecar)
     stop = threading.Event()
