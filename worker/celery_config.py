@@ -25,6 +25,20 @@ def restore_sweep_seconds(visibility_timeout: int) -> int:
     return max(1, min(10, visibility_timeout // 4))
 
 
+# WORKER_POOL names and the pool each runs. Celery's thread pool cannot cancel a
+# running task on a cold shutdown; ours can (see worker.thread_pool).
+POOL_IMPLEMENTATIONS: dict[str, str] = {
+    "threads": "worker.thread_pool:CancellableThreadPool",
+    "prefork": "prefork",
+    "solo": "solo",
+}
+
+
+def pool_implementation(pool: str) -> str:
+    """The Celery pool (an alias or a class path) that runs WORKER_POOL `pool`."""
+    return POOL_IMPLEMENTATIONS[pool]
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings for broker, backend, reliability and events."""
     broker_url = settings.broker_url()
@@ -69,7 +83,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_default_queue": QUEUE,
         "task_routes": {"research.*": {"queue": QUEUE}},
-        "worker_pool": settings.worker_pool,
+        "worker_pool": pool_implementation(settings.worker_pool),
+        # Refuses malformed task messages and survives a broker restart with
+        # tasks running (see worker.consumer); Celery's own consumer exits.
+        "worker_consumer": "worker.consumer:ResearchConsumer",
         "worker_concurrency": settings.worker_concurrency,
         # Cold shutdown (SIGQUIT; SIGTERM under REMAP_SIGTERM=SIGQUIT) first
         # lets running tasks finish for this long, then returns unfinished

@@ -135,15 +135,16 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.app import app
+    from worker.celery_config import pool_implementation
 
     pool = args.pool or settings.worker_pool
-    # Celery's CLI cannot tell `--pool=prefork` from its own default and then
-    # lets the configured worker_pool win: configure the chosen pool as well.
-    app.conf.worker_pool = pool
+    # The pool comes from the configuration alone: Celery's --pool option knows
+    # only its own aliases (not our cancellable thread pool), and cannot tell
+    # `--pool=prefork` from its default, which lets the configured pool win.
+    app.conf.worker_pool = pool_implementation(pool)
     argv = [
         "worker",
         f"--queues={QUEUE}",
-        f"--pool={pool}",
         f"--concurrency={args.concurrency or settings.worker_concurrency}",
         f"--hostname={args.hostname}",
         f"--loglevel={settings.log_level}",
