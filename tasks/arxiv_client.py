@@ -8,6 +8,7 @@ retry, with a countdown rather than a sleep inside the worker.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from dataclasses import dataclass
@@ -74,6 +75,12 @@ class ArxivClient:
         self._cache = cache
         self._timeout_seconds = timeout_seconds
         self._max_body_bytes = max_body_bytes
+
+    def with_timeout(self, timeout_seconds: float) -> ArxivClient:
+        """This client with another time limit (e.g. what is left of a task's time)."""
+        limited = copy.copy(self)
+        limited._timeout_seconds = timeout_seconds
+        return limited
 
     def search(self, search_query: str, max_results: int) -> ArxivSearchResult:
         """Fetch the first `max_results` papers for `search_query`, best first.

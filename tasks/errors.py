@@ -6,7 +6,9 @@
     │   ├── TransientUpstreamError timeouts, 429, 5xx, resets: retried with backoff
     │   ├── PermanentUpstreamError arXiv's error feed, HTTP 4xx, unparseable bodies
     │   └── UpstreamUnavailable    a transient error whose retries are spent
-    └── MemoryUnavailable          Qdrant failed; the job degrades, it is not lost
+    ├── MemoryUnavailable          Qdrant failed; the job degrades, it is not lost
+    └── WorkCancelled              the worker is shutting down; the stage's message goes
+                                   back to the queue (never a job's final error)
 
 Celery stores a failure's class name as `exc_type`, so `InvalidRequest` and
 `UpstreamUnavailable` are part of the public contract. Every argument is a
@@ -69,3 +71,7 @@ class UpstreamUnavailable(UpstreamError):
 
 class MemoryUnavailable(ResearchArmError):
     """Qdrant could not be read or written; the job goes on without memory."""
+
+
+class WorkCancelled(ResearchArmError):
+    """The worker asked a running stage to stop (cold shutdown); another worker redoes it."""

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 import structlog
 from celery import Task, chain, shared_task
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from tasks import job as stages
 from tasks.constants import (
@@ -27,12 +29,19 @@ from tasks.constants import (
     TASK_STORE,
     TASK_SUMMARIZE,
 )
-from tasks.errors import InvalidRequest, TransientUpstreamError, UpstreamUnavailable
+from tasks.errors import (
+    InvalidRequest,
+    TransientUpstreamError,
+    UpstreamUnavailable,
+    WorkCancelled,
+)
 from tasks.job import JobState, StageName, StageTimer, timed_stage
 from tasks.retry import retry_countdown
 from tasks.summarizer import summarize_papers
 from worker.metrics import worker_metrics
 from worker.resources import WorkerResources, current_resources
+from worker.settings import Settings
+from worker.thread_pool import current_task_cancelled
 
 log = structlog.get_logger("research_arm.pipeline")
 
@@ -45,6 +54,32 @@ PROGRESS_INTERVAL_SECONDS = 0.25
 # the chain to the job id, so the job still ends in FAILURE.
 PASS_ON_ONLY: dict[str, Any] = {"ignore_result": True, "store_errors_even_if_ignored": True}
 StageWork = Callable[[JobState, WorkerResources, StageTimer], None]
+
+# What a stage waits on, named in the error of a stage that outran its time.
+STAGE_SERVICES: dict[StageName, str] = {
+    "recall": "qdrant",
+    "search": "arxiv",
+    "rank": "embeddings",
+    "summarize": "llm",
+    "store": "qdrant",
+}
+
+
+def stage_deadline(settings: Settings) -> float:
+    """When a stage starting now must stop waiting (a `time.monotonic()` value).
+
+    The thread pool enforces no Celery time limit at all, so this deadline is
+    the only one there; under prefork it comes a little before Celery's soft
+    limit, so the stage ends on its own terms before SoftTimeLimitExceeded.
+    """
+    soft = settings.task_soft_time_limit_seconds
+    return time.monotonic() + soft - min(5.0, max(0.5, 0.1 * soft))
+
+
+def give_back(reason: str) -> Reject:
+    """The message goes back to the queue at once, for this or another worker to redo."""
+    log.warning("stage_requeued", reason=reason)
+    return Reject(reason, requeue=True)
 
 
 @contextmanager
@@ -121,12 +156,26 @@ def run_stage(
     job = JobState.model_validate(state)
     resources = current_resources()
     with job_log_context(job.job_id, task.request.id, name):
+        if current_task_cancelled():
+            raise give_back("the worker is shutting down")
         report_progress(task, job.job_id, name, 0, 1)
         try:
             with timed_stage(job, name, task.request.hostname or "unknown") as timer:
                 work(job, resources, timer)
         except TransientUpstreamError as exc:
             raise retry_or_give_up(task, exc, max_retries) from exc
+        except WorkCancelled as exc:
+            raise give_back(str(exc)) from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis (rate gate, caches, parked writes) is the broker too: while it
+            # is away nothing can be stored or retried, so the message waits in it.
+            raise give_back(f"redis unavailable: {exc}") from exc
+        except SoftTimeLimitExceeded as exc:
+            soft = resources.settings.task_soft_time_limit_seconds
+            raise UpstreamUnavailable(
+                STAGE_SERVICES[name],
+                f"the {name} stage did not finish within the soft time limit ({soft} s)",
+            ) from exc
         record = job.stages[-1]
         worker_metrics().record_stage(record)
         log.info(
@@ -189,11 +238,26 @@ def recall(self: Task, state: JobJson) -> JobJson:
 def search(self: Task, state: JobJson) -> JobJson:
     settings = current_resources().settings
 
+    deadline = stage_deadline(settings)
+
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
         count = stages.candidate_count(
             job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
         )
-        worker_metrics().record_arxiv_search(stages.search_stage(job, res.arxiv, count, timer))
+        # arXiv's own timeout, or less when the task's time runs out first.
+        time_left = deadline - time.monotonic()
+        limited = time_left < settings.arxiv_timeout_seconds
+        arxiv = res.arxiv.with_timeout(max(0.1, time_left)) if limited else res.arxiv
+        try:
+            worker_metrics().record_arxiv_search(stages.search_stage(job, arxiv, count, timer))
+        except TransientUpstreamError as exc:
+            if limited and time.monotonic() >= deadline:
+                raise UpstreamUnavailable(
+                    "arxiv",
+                    f"no answer within the soft time limit "
+                    f"({settings.task_soft_time_limit_seconds} s): {exc.message}",
+                ) from exc
+            raise
 
     job = run_stage(self, state, "search", work, max_retries=settings.arxiv_max_retries)
     return job.model_dump(mode="json")
@@ -224,6 +288,9 @@ def summarize(self: Task, state: JobJson) -> JobJson:
             concurrency=settings.summary_concurrency,
             final_attempt=self.request.retries >= max_retries,
             on_progress=ThrottledProgress(self, job.job_id, "summarize", PROGRESS_INTERVAL_SECONDS),
+            deadline=stage_deadline(settings),
+            cancelled=current_task_cancelled,
+            interrupted_by=(SoftTimeLimitExceeded,),
         )
         worker_metrics().record_summaries(batch, llm_configured=res.summarizer is not None)
         log.info(
@@ -231,6 +298,7 @@ def summarize(self: Task, state: JobJson) -> JobJson:
             llm_calls=batch.llm_calls,
             cache_hits=batch.cache_hits,
             retryable=len(batch.retryable),
+            timed_out=batch.timed_out,
         )
         if batch.retryable:
             # Papers summarised already are cached: the retry calls only these.

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import openai
@@ -20,7 +21,12 @@ import openai
 from schemas.research import Paper, SummaryMethod
 from tasks.cache import RedisJsonCache
 from tasks.constants import SUMMARY_PROMPT_VERSION
-from tasks.errors import PermanentUpstreamError, TransientUpstreamError, UpstreamError
+from tasks.errors import (
+    PermanentUpstreamError,
+    TransientUpstreamError,
+    UpstreamError,
+    WorkCancelled,
+)
 
 SYSTEM_PROMPT = (
     "You summarise research papers for a research assistant. The user message is one "
@@ -127,6 +133,8 @@ class SummaryBatch:
     papers: list[Paper]
     llm_calls: int = 0
     cache_hits: int = 0
+    # Papers whose LLM call had not answered when the stage's time ran out.
+    timed_out: int = 0
     # arxiv_id -> the error of a call that may succeed if tried again.
     retryable: dict[str, TransientUpstreamError] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -143,6 +151,9 @@ def summarize_papers(
     concurrency: int,
     final_attempt: bool,
     on_progress: Callable[[int, int], None] | None = None,
+    deadline: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    interrupted_by: tuple[type[BaseException], ...] = (),
 ) -> SummaryBatch:
     """Give every paper a summary, calling the LLM concurrently for those not cached.
 
@@ -151,6 +162,13 @@ def summarize_papers(
     without a summary and lists it in `retryable`, so the caller can retry just
     those; on the final attempt it falls back to an extractive summary and a
     warning. `on_progress(done, total)` is called as papers finish.
+
+    Waiting for the LLM stops at `deadline` (a `time.monotonic()` value), or
+    when one of `interrupted_by` is raised while waiting (Celery's soft time
+    limit): papers still waiting get an extractive summary and a warning, and
+    their calls are left to end on their own threads. When `cancelled()`
+    turns true the wait stops too and WorkCancelled is raised, after the
+    summaries already received are cached.
     """
     if summarizer is None:
         done = [p if p.summary_method == "cached" else _extractive(p) for p in papers]
@@ -178,9 +196,10 @@ def summarize_papers(
 
     fresh: dict[str, str] = {}
     if to_call:
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(to_call))) as pool:
-            futures = {pool.submit(summarizer.summarize, p): p for p in to_call}
-            for future in as_completed(futures):
+        pool = ThreadPoolExecutor(max_workers=min(concurrency, len(to_call)))
+        futures = {pool.submit(summarizer.summarize, p): p for p in to_call}
+        try:
+            for future in _finished_in_time(futures, deadline, cancelled):
                 paper = futures[future]
                 batch.llm_calls += 1
                 try:
@@ -201,10 +220,46 @@ def summarize_papers(
                 finished += 1
                 if on_progress:
                     on_progress(finished, total)
+        except interrupted_by:
+            pass  # the time limit struck while waiting: papers still waiting go extractive
+        finally:
+            # Calls still running end on their own threads (LLM_TIMEOUT_SECONDS
+            # bounds them); nothing waits for them here.
+            pool.shutdown(wait=False, cancel_futures=True)
     if fresh:
         cache.set_many(fresh)
+    if cancelled is not None and cancelled():
+        raise WorkCancelled("summaries interrupted: the worker is shutting down")
+    for paper in to_call:
+        if paper.arxiv_id not in by_id and paper.arxiv_id not in batch.retryable:
+            by_id[paper.arxiv_id] = _extractive(paper)
+            batch.timed_out += 1
+            batch.warnings.append(
+                f"summary of {paper.arxiv_id} is extractive: the LLM did not answer "
+                "within the stage's time limit"
+            )
     batch.papers = [by_id.get(p.arxiv_id, p) for p in papers]
     return batch
+
+
+def _finished_in_time(
+    futures: Iterable[Future[str]],
+    deadline: float | None,
+    cancelled: Callable[[], bool] | None,
+    poll_seconds: float = 0.2,
+) -> Iterator[Future[str]]:
+    """Yield `futures` as they finish, until all have, `deadline` passes or `cancelled()`."""
+    waiting = set(futures)
+    while waiting:
+        timeout = poll_seconds
+        if deadline is not None:
+            timeout = max(0.0, min(poll_seconds, deadline - time.monotonic()))
+        done, waiting = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
+        yield from done
+        if cancelled is not None and cancelled():
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
 
 
 def _extractive(paper: Paper) -> Paper:
