@@ -17,6 +17,7 @@ import pytest
 from schemas.research import ResearchResponse
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.fake_openai import FakeOpenAIServer
+from worker.local_redis import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +38,7 @@ def stack_env(
         OPENAI_API_KEY="sk-test",
         LLM_MODEL="fake-model",
         LOG_FORMAT="json",
+        HEALTH_PORT=str(free_port()),
         PYTHONPATH=str(Path(__file__).resolve().parents[2]),
     )
     return env
