@@ -8,6 +8,7 @@ pods they mean, and scale-in has time to finish.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,6 +208,21 @@ def test_our_containers_take_config_from_the_configmap_and_secrets_from_the_secr
                 if name in {"REDIS_PASSWORD", "QDRANT_API_KEY", "OPENAI_API_KEY"}:
                     assert variable["valueFrom"]["secretKeyRef"]["key"] == name
     assert not {"REDIS_PASSWORD", "QDRANT_API_KEY", "OPENAI_API_KEY"} & set(config_data())
+
+
+def test_every_dollar_reference_names_a_variable_defined_before_it() -> None:
+    # Kubernetes expands $(NAME) only for variables defined earlier in the
+    # container's env; otherwise the literal text "$(NAME)" is used.
+    for workload in workloads():
+        for item in containers(workload.doc):
+            defined: list[str] = []
+            for variable in item.get("env", []):
+                for name in re.findall(r"\$\((\w+)\)", variable.get("value", "")):
+                    assert name in defined, f"{workload}/{item['name']}: {variable['name']}"
+                defined.append(variable["name"])
+            for argument in [*item.get("command", []), *item.get("args", [])]:
+                for name in re.findall(r"\$\((\w+)\)", argument):
+                    assert name in defined, f"{workload}/{item['name']}: argument {argument}"
 
 
 # --- the sidecar and its probes ---------------------------------------------------------------
