@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.constants import QUEUE
+from worker.redis_broker import redis_ssl_options
 from worker.settings import Settings
 
 
@@ -52,9 +53,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "socket_keepalive": True,
         "health_check_interval": 10,
     }
+    tls = redis_ssl_options(broker_url)
     return {
         "broker_url": broker_url,
         "result_backend": broker_url,
+        # kombu's Redis transport, fixed to survive a dropped connection (see
+        # worker.redis_broker); with a rediss:// URL, the certificate is checked
+        # as the URL says (kombu alone would not check it at all).
+        "broker_transport": "worker.redis_broker:Transport",
+        "broker_use_ssl": tls,
+        "redis_backend_use_ssl": tls,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {"visibility_timeout": visibility_timeout},
         "broker_connection_retry_on_startup": True,
@@ -70,6 +78,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # How long prefork waits for a result a killed child may still have sent
+        # before calling its job lost and requeueing it (Celery's default: 10 s).
+        "worker_lost_wait": 2.0,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_time_limit": settings.task_time_limit_seconds,
@@ -84,8 +95,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE,
         "task_routes": {"research.*": {"queue": QUEUE}},
         "worker_pool": pool_implementation(settings.worker_pool),
-        # Refuses malformed task messages and survives a broker restart with
-        # tasks running (see worker.consumer); Celery's own consumer exits.
+        # Refuses malformed task messages (see worker.consumer); Celery's own
+        # consumer exits on some, or requeues them forever.
         "worker_consumer": "worker.consumer:ResearchConsumer",
         "worker_concurrency": settings.worker_concurrency,
         # Cold shutdown (SIGQUIT; SIGTERM under REMAP_SIGTERM=SIGQUIT) first

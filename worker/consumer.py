@@ -1,22 +1,13 @@
-"""Celery's consumer, hardened against poison messages and a Redis restart.
+"""Celery's consumer, hardened against poison messages.
 
-Two failures of the stock consumer (Celery 5.7, kombu 5.7, Redis transport)
-take a whole worker down, and with it every task it is running:
-
-- A message whose headers name a task but whose body or headers do not have
-  the task protocol's shape (a JSON string or object instead of
-  `[args, kwargs, embed]`, no `id` header, ...) raises a plain ValueError or
-  KeyError while Celery builds the request. Celery treats that as an
-  unrecoverable error (the worker exits) or as a lost connection (the consumer
-  restarts in a tight loop); either way the message is restored to the queue
-  and takes down the next worker too. Here such a message is refused like any
-  other invalid task message: logged, then rejected without requeue.
-- When the broker connection drops while tasks are running, Celery closes the
-  connection after kombu has already detached its transport; kombu then tries
-  to restore the unacknowledged messages through the missing transport and
-  raises AttributeError, which Celery again treats as unrecoverable. Here
-  that error is logged and the consumer reconnects; the messages are safe in
-  Redis's `unacked` hash and come back after the visibility timeout.
+A message whose headers name a task but whose body or headers do not have the
+task protocol's shape (a JSON string or object instead of `[args, kwargs,
+embed]`, no `id` header, ...) makes Celery 5.7 raise a plain ValueError or
+KeyError while it builds the request. Celery treats that as an unrecoverable
+error (the worker exits) or as a lost connection (the consumer restarts in a
+tight loop); either way the message goes back to the queue and takes down the
+next worker too. Here such a message is refused like any other invalid task
+message: logged, then rejected without requeue.
 
 Selected by `worker_consumer` in `worker.celery_config`.
 """
@@ -26,12 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import structlog
 from celery.exceptions import InvalidTaskError
 from celery.worker.consumer.consumer import Consumer
-from celery.worker.state import active_requests
-
-log = structlog.get_logger("research_arm.consumer")
 
 # Errors Celery raises on a malformed message before any task code runs. Not
 # KeyError: kombu's Redis transport counts it among its connection errors.
@@ -45,7 +32,7 @@ def missing_task_id(message: Any) -> bool:
 
 
 class ResearchConsumer(Consumer):  # type: ignore[misc]  # Celery is untyped
-    """Celery's consumer that survives poison messages and kombu's close-after-collect error."""
+    """Celery's consumer that refuses malformed task messages instead of dying of them."""
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         on_task_received: Callable[[Any], Any] = super().create_task_handler(*args, **kwargs)
@@ -65,21 +52,3 @@ class ResearchConsumer(Consumer):  # type: ignore[misc]  # Celery is untyped
                 return self.on_invalid_task(None, message, exc)
 
         return refuse_malformed
-
-    def on_connection_error_after_connected(self, exc: BaseException) -> None:
-        try:
-            super().on_connection_error_after_connected(exc)
-        except AttributeError as error:
-            log.warning(
-                "broker_connection_cleanup_failed",
-                error=repr(error),
-                note="unacknowledged messages come back after the visibility timeout",
-            )
-            # Celery's handler stopped before this step: cancel what cannot be acked any more.
-            if self.app.conf.worker_cancel_long_running_tasks_on_connection_loss:
-                for request in tuple(active_requests):
-                    if request.task.acks_late and not request.acknowledged:
-                        try:
-                            request.cancel(self.pool)
-                        except Exception as cancel_error:  # as Celery does: log and go on
-                            log.warning("task_cancel_failed", error=repr(cancel_error))

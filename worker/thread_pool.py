@@ -1,17 +1,19 @@
 """The thread pool research-arm workers run by default: Celery's own, plus cancellation.
 
-Celery's thread pool cannot cancel a running task (celery/celery#10490). On a
-cold shutdown (SIGQUIT, or SIGTERM when REMAP_SIGTERM=SIGQUIT, which is how
-Kubernetes scales a worker in) Celery asks the pool to cancel each running
-task; the stock pool raises NotImplementedError inside the signal handler, the
-worker waits for every task to finish, and if Kubernetes kills it first the
-messages come back only after the visibility timeout.
+Celery's thread pool cannot cancel a running task (celery/celery#10490). Celery
+asks the pool to on a cold shutdown (SIGQUIT, or SIGTERM when
+REMAP_SIGTERM=SIGQUIT, which is how Kubernetes scales a worker in) and when the
+broker connection drops (the message of a running task can no longer be
+acknowledged). The stock pool raises NotImplementedError: in the shutdown
+signal handler it aborts the shutdown, the worker waits for every task, and if
+Kubernetes kills it first the messages come back only after the visibility
+timeout; after a lost connection the tasks run on and their stages run twice.
 
-Python cannot stop a thread from outside, so cancellation here is cooperative:
-Celery's cancel sets the task's event, and the task, polling
-`current_task_cancelled()` where it waits, hands its message back to the
-queue (a requeueing reject) and ends. A task that never polls simply runs to
-its end, as before.
+Python cannot stop a thread from outside, so cancellation here is cooperative.
+Each task reports its thread's id as its "process id"; Celery's cancel names
+that id, which sets the task's event; the task, polling
+`current_task_cancelled()` where it waits, hands its message back to the queue
+(a requeueing reject) and ends. A task that never polls runs to its end, as before.
 
 Selected by `worker_pool` in `worker.celery_config` when WORKER_POOL=threads.
 """
@@ -19,7 +21,6 @@ Selected by `worker_pool` in `worker.celery_config` when WORKER_POOL=threads.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 from typing import Any
 
 from celery.concurrency.base import apply_target
@@ -35,26 +36,13 @@ def current_task_cancelled() -> bool:
     return event is not None and event.is_set()
 
 
-class CancellableApplyResult(ApplyResult):  # type: ignore[misc]  # Celery is untyped
-    """A running task's handle; `terminate` is what Celery calls to cancel or revoke it."""
-
-    def __init__(self, future: Future[Any], cancelled: threading.Event) -> None:
-        super().__init__(future)
-        self.cancelled = cancelled
-
-    def terminate(self, signal: object = None) -> None:
-        self.cancelled.set()
-
-
 class CancellableThreadPool(TaskPool):  # type: ignore[misc]  # Celery is untyped
     """Celery's thread pool whose running tasks can be asked to stop."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Celery keeps only a weak reference to each task's result handle:
-        # the pool holds it until the task ends, so a cancel can reach it.
-        self._unfinished: set[CancellableApplyResult] = set()
-        self._unfinished_lock = threading.Lock()
+        self._cancel_events: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
 
     def on_apply(
         self,
@@ -64,30 +52,30 @@ class CancellableThreadPool(TaskPool):  # type: ignore[misc]  # Celery is untype
         callback: Any = None,
         accept_callback: Any = None,
         **_: Any,
-    ) -> CancellableApplyResult:
-        cancelled = threading.Event()
+    ) -> ApplyResult:
         future = self.executor.submit(
-            _run_task, cancelled, target, args, kwargs, callback, accept_callback
+            self._run_cancellable, target, args, kwargs, callback, accept_callback
         )
-        result = CancellableApplyResult(future, cancelled)
-        with self._unfinished_lock:
-            self._unfinished.add(result)
-        future.add_done_callback(lambda _: self._forget(result))
-        return result
+        return ApplyResult(future)
 
-    def _forget(self, result: CancellableApplyResult) -> None:
-        with self._unfinished_lock:
-            self._unfinished.discard(result)
+    def _run_cancellable(self, target: Any, *apply_args: Any) -> None:
+        thread = threading.get_ident()
+        cancelled = threading.Event()
+        with self._lock:
+            self._cancel_events[thread] = cancelled
+        _running.cancelled = cancelled
+        try:
+            # The thread id stands in for the process id Celery records for the
+            # task, and later passes to terminate_job.
+            apply_target(target, *apply_args, getpid=threading.get_ident)
+        finally:
+            _running.cancelled = None
+            with self._lock:
+                del self._cancel_events[thread]
 
     def terminate_job(self, pid: int, signal: object = None) -> None:
-        # Every task shares the process id, so there is nothing to signal here:
-        # Celery goes on to call the task's CancellableApplyResult.terminate.
-        return None
-
-
-def _run_task(cancelled: threading.Event, *apply_args: Any) -> None:
-    _running.cancelled = cancelled
-    try:
-        apply_target(*apply_args)
-    finally:
-        _running.cancelled = None
+        """Ask the task running on thread `pid` to stop (Celery's cancel and revoke)."""
+        with self._lock:
+            cancelled = self._cancel_events.get(pid)
+        if cancelled is not None:
+            cancelled.set()
