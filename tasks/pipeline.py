@@ -157,7 +157,7 @@ def run_stage(
     resources = current_resources()
     with job_log_context(job.job_id, task.request.id, name):
         if current_task_cancelled():
-            raise give_back("the worker is shutting down")
+            raise give_back("the worker cancelled the stage")
         report_progress(task, job.job_id, name, 0, 1)
         try:
             with timed_stage(job, name, task.request.hostname or "unknown") as timer:

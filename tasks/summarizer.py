@@ -229,7 +229,7 @@ def summarize_papers(
     if fresh:
         cache.set_many(fresh)
     if cancelled is not None and cancelled():
-        raise WorkCancelled("summaries interrupted: the worker is shutting down")
+        raise WorkCancelled("summaries interrupted: the worker cancelled the stage")
     for paper in to_call:
         if paper.arxiv_id not in by_id and paper.arxiv_id not in batch.retryable:
             by_id[paper.arxiv_id] = _extractive(paper)

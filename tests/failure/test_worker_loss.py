@@ -100,6 +100,7 @@ def test_kill_9_of_a_prefork_pool_child_requeues_its_job_at_once(
 
     os.kill(children[0], signal.SIGKILL)
     killed_at = time.monotonic()
+    fresh_stack.llm.latency_seconds = 0.0
     outcomes = wait_for_jobs(fresh_stack.redis_url, jobs, timeout=30)
     recovery = time.monotonic() - killed_at
     worker.stop()
@@ -115,7 +116,7 @@ def test_kill_9_of_a_prefork_pool_child_requeues_its_job_at_once(
     )
     assert outcomes.succeeded == jobs, outcomes.metas
     assert worker.process is not None and worker.process.poll() is not None
-    # Back at once: the lost child's message did not wait for the visibility timeout.
+    # Back at once (worker_lost_wait, 2 s), not after the visibility timeout.
     assert recovery < VISIBILITY_TIMEOUT
     assert "WorkerLostError" in worker.log_text()
 
