@@ -26,7 +26,7 @@ from tests.bench.cpu_profile import CpuProfile, categorise, py_spy
 from tests.bench.stack import BenchStack, FreshQueries, WorkerShape
 from worker.settings import Settings
 
-CASES = ("latency", "throughput", "overhead", "repeat", "memory", "scale")
+CASES = ("latency", "throughput", "overhead", "repeat", "fanout", "memory", "scale")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with redis.Redis.from_url(stack.redis.url) as client:
             machine = report.MachineInfo.collect(str(client.info("server")["redis_version"]))
         _say(f"work directory {work_dir}")
-        if {"latency", "throughput", "overhead", "repeat"} & set(args.cases):
+        if {"latency", "throughput", "overhead", "repeat", "fanout"} & set(args.cases):
             _say("starting one worker")
             stack.start_workers(1)
             cases.warm_up(stack, queries, 1)
@@ -103,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "overhead" in args.cases:
             _say("3. engine overhead: full job against the no-op chain, upstream latency 0")
             sections.append(_overhead(stack, queries, args.profile, work_dir))
+        if "fanout" in args.cases:
+            _say("fan-out shape: threads in one task against a chord per paper")
+            fanout = cases.fanout_case(stack, queries, runs=5, sizes=(5, 20), concurrent=20)
+            sections.append(report.fanout_table(fanout, concurrent=20))
         if "memory" in args.cases:
             _say("5. memory: 200 jobs on a fresh worker")
             sections.append(report.memory_table(cases.memory_case(stack, queries, 200, 20)))

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tests.bench.fanout_tasks import FANOUT_CHORD, FANOUT_THREADS
 from tests.bench.harness import BenchWorker, JobOutcome, LoadFigures
 from tests.bench.stack import BenchStack, FreshQueries
 
@@ -171,6 +172,51 @@ def overhead_case(
             after_full()
         raw.append(run_batch(stack, queries.requests(concurrent, 5), noop=True))
     return OverheadResult(concurrent, tuple(full), tuple(raw))
+
+
+# --- fan-out shape of the summaries ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FanoutRow:
+    shape: str
+    papers: int
+    single: JobSample
+    load: JobSample
+
+    @property
+    def load_rate(self) -> float:
+        return self.load.figures.jobs_per_second
+
+
+FANOUT_SHAPES = {
+    "threads in one task (current)": FANOUT_THREADS,
+    "chord, a task per paper": FANOUT_CHORD,
+}
+
+
+def fanout_case(
+    stack: BenchStack, queries: FreshQueries, runs: int, sizes: Sequence[int], concurrent: int
+) -> list[FanoutRow]:
+    """Summarise fresh papers (LLM 500 ms) each way: one at a time, then `concurrent` at once."""
+    stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+    runner = stack.runner
+    rows = []
+    for shape, task_name in FANOUT_SHAPES.items():
+        for papers in sizes:
+            single = [
+                runner.run_tasks(
+                    task_name, [{"count": papers, "salt": queries.salt()}], timeout=JOB_TIMEOUT
+                )[0]
+                for _ in range(runs)
+            ]
+            load = runner.run_tasks(
+                task_name,
+                [{"count": papers, "salt": queries.salt()} for _ in range(concurrent)],
+                timeout=JOB_TIMEOUT,
+            )
+            rows.append(FanoutRow(shape, papers, JobSample(tuple(single)), JobSample(tuple(load))))
+    return rows
 
 
 # --- 4. repeat jobs ------------------------------------------------------------------------

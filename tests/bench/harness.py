@@ -213,11 +213,17 @@ class JobRunner:
     ) -> list[JobOutcome]:
         """Submit every request at once and wait for all; FAILUREs are returned, not raised."""
         task_name = NOOP_EXECUTE if noop else TASK_EXECUTE
+        return self.run_tasks(task_name, [{"request": r} for r in requests], timeout=timeout)
+
+    def run_tasks(
+        self, task_name: str, kwargs_list: Sequence[dict[str, Any]], *, timeout: float
+    ) -> list[JobOutcome]:
+        """Send `task_name` once per kwargs, all at once, and wait for every result."""
         submitted: dict[str, float] = {}
-        for request in requests:
+        for kwargs in kwargs_list:
             job_id = str(uuid.uuid4())
             submitted[job_id] = time.perf_counter()
-            self._app.send_task(task_name, kwargs={"request": request}, queue=QUEUE, task_id=job_id)
+            self._app.send_task(task_name, kwargs=kwargs, queue=QUEUE, task_id=job_id)
         finished = self._watcher.wait(submitted, timeout)
         return [JobOutcome(job_id, start, *finished[job_id]) for job_id, start in submitted.items()]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.bench.cases import (
     CRITICAL_PATH,
     STAGES,
+    FanoutRow,
     JobSample,
     LatencyRow,
     LoadRow,
@@ -269,4 +270,23 @@ def profile_table(shares: Sequence[tuple[str, float]]) -> str:
         "|:---|---:|",
     ]
     lines += [f"| {name} | {share:.0%} |" for name, share in shares]
+    return "\n".join(lines)
+
+
+def fanout_table(rows: Sequence[FanoutRow], concurrent: int) -> str:
+    lines = [
+        "### Fan-out shape of the summaries (fresh papers, LLM 500 ms, no arXiv)",
+        "",
+        f"| shape | papers | median latency (alone) | p95 | fan-outs/s with {concurrent} at once |",
+        "|:---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        figures = row.single.figures
+        lines.append(
+            f"| {row.shape} | {row.papers} | {_ms(figures.median_seconds)} "
+            f"| {_ms(figures.p95_seconds)} | {row.load_rate:.1f} |"
+        )
+    failed = sum(r.single.failed + r.load.failed for r in rows)
+    if failed:
+        lines += ["", f"**{failed} fan-outs failed.**"]
     return "\n".join(lines)

@@ -31,6 +31,12 @@ class FreshQueries:
 
     def __init__(self, seed: int) -> None:
         self._rng = random.Random(seed)
+        self._salt = self._rng.randrange(1_000_000)
+
+    def salt(self) -> int:
+        """A number not handed out before: it makes a fan-out probe's papers new."""
+        self._salt += 1
+        return self._salt
 
     def next(self) -> str:
         words = ("".join(self._rng.choices(string.ascii_lowercase, k=8)) for _ in range(3))
