@@ -173,6 +173,8 @@ class FaultRow:
     recovery_seconds: float | None
     recovery: str
     """What the recovery time measures, e.g. "kill -9 → every job done"."""
+    note: str
+    """Other measured facts worth a line in the table (e.g. the smallest arXiv gap)."""
 
     @classmethod
     def of(
@@ -184,6 +186,7 @@ class FaultRow:
         reruns: int = 0,
         recovery_seconds: float | None = None,
         recovery: str = "",
+        note: str = "",
     ) -> FaultRow:
         return cls(
             fault=fault,
@@ -195,6 +198,7 @@ class FaultRow:
             reruns=reruns,
             recovery_seconds=None if recovery_seconds is None else round(recovery_seconds, 2),
             recovery=recovery,
+            note=note,
         )
 
     def as_dict(self) -> dict[str, Any]:
