@@ -86,17 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         with redis.Redis.from_url(stack.redis.url) as client:
             machine = report.MachineInfo.collect(str(client.info("server")["redis_version"]))
         _say(f"work directory {work_dir}")
-        if {"latency", "throughput", "overhead", "repeat", "fanout"} & set(args.cases):
+        if {"latency", "throughput"} & set(args.cases):
             _say("starting one worker")
-            stack.start_workers(1)
-            cases.warm_up(stack, queries, 1)
+            cases.ensure_workers(stack, queries, 1)
         if "latency" in args.cases:
             _say(f"1. latency: {args.runs} jobs of 5, 10 and 20 papers")
             sections.append(report.latency_table(cases.latency_case(stack, queries, args.runs)))
         if "throughput" in args.cases:
-            _say("2. throughput: 20 and 100 concurrent jobs")
-            rows = cases.throughput_case(stack, queries, [(20, 3), (100, 1)])
+            loads = [(20, 3), (100, 1)]
+            _say("2. throughput: 20 and 100 concurrent jobs on one worker process")
+            rows = cases.throughput_case(stack, queries, loads, processes=1)
+            _say(f"2. throughput: the same on {machine.cores} worker processes")
+            rows += cases.throughput_case(stack, queries, loads, processes=machine.cores)
             sections.append(report.throughput_table(rows))
+        if {"overhead", "repeat", "fanout"} & set(args.cases):
+            cases.ensure_workers(stack, queries, 1)
         if "repeat" in args.cases:
             _say("4. repeat jobs")
             sections.append(report.repeat_table(cases.repeat_case(stack, queries, runs=5)))

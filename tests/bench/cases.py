@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tests.bench.fanout_tasks import FANOUT_CHORD, FANOUT_THREADS
-from tests.bench.harness import BenchWorker, JobOutcome, LoadFigures
+from tests.bench.harness import JobOutcome, LoadFigures
 from tests.bench.stack import BenchStack, FreshQueries
 
 ARXIV_LATENCY = 0.2
@@ -66,6 +66,14 @@ def warm_up(stack: BenchStack, queries: FreshQueries, workers: int) -> None:
     run_batch(stack, queries.requests(4 * workers, 5))
 
 
+def ensure_workers(stack: BenchStack, queries: FreshQueries, count: int) -> None:
+    """Have exactly `count` warmed-up worker processes running."""
+    if len(stack.workers) != count:
+        stack.stop_workers()
+        stack.start_workers(count)
+        warm_up(stack, queries, count)
+
+
 # --- 1. latency against the critical path ---------------------------------------------
 
 
@@ -104,6 +112,7 @@ def latency_case(
 
 @dataclass(frozen=True)
 class LoadRow:
+    processes: int
     concurrent: int
     rounds: tuple[JobSample, ...]
 
@@ -117,12 +126,20 @@ class LoadRow:
 
 
 def throughput_case(
-    stack: BenchStack, queries: FreshQueries, loads: Sequence[tuple[int, int]]
+    stack: BenchStack, queries: FreshQueries, loads: Sequence[tuple[int, int]], processes: int
 ) -> list[LoadRow]:
-    """`loads` holds (concurrent jobs, rounds): all jobs of a round are sent at once."""
+    """`loads` holds (concurrent jobs, rounds): all jobs of a round are sent at once.
+
+    The jobs run on `processes` worker processes, each with a Qdrant of its own.
+    """
+    ensure_workers(stack, queries, processes)
     stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
     return [
-        LoadRow(count, tuple(run_batch(stack, queries.requests(count, 5)) for _ in range(rounds)))
+        LoadRow(
+            processes,
+            count,
+            tuple(run_batch(stack, queries.requests(count, 5)) for _ in range(rounds)),
+        )
         for count, rounds in loads
     ]
 
@@ -293,10 +310,8 @@ def scale_out_case(
     """`jobs` concurrent 5-paper jobs on 1, 2, 4… worker processes, each with its own Qdrant."""
     rows = []
     for count in process_counts:
-        stack.stop_workers()
-        workers: list[BenchWorker] = stack.start_workers(count)
+        ensure_workers(stack, queries, count)
         stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
-        warm_up(stack, queries, len(workers))
         samples = tuple(run_batch(stack, queries.requests(jobs, 5)) for _ in range(rounds))
         rows.append(ScaleRow(count, samples))
     stack.stop_workers()
