@@ -17,6 +17,7 @@ from celery.result import AsyncResult
 import tasks.errors  # noqa: F401
 from schemas.research import ResearchRequest, ResearchResponse
 from tasks.constants import QUEUE, TASK_EXECUTE
+from worker.redis_broker import redis_ssl_options
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class JobFailed(Exception):
 
 def celery_client(broker_url: str) -> Celery:
     """A Celery app for sending jobs and reading results only (JSON, like the worker)."""
+    # A rediss:// URL's certificate checks, which kombu would otherwise skip.
+    tls = redis_ssl_options(broker_url)
     return Celery(
         "research_arm_client",
         broker=broker_url,
@@ -60,6 +63,8 @@ def celery_client(broker_url: str) -> Celery:
             "result_accept_content": ["json"],
             "task_send_sent_event": True,
             "broker_connection_retry_on_startup": True,
+            "broker_use_ssl": tls,
+            "redis_backend_use_ssl": tls,
         },
     )
 
