@@ -1,0 +1,189 @@
+"""Redis with a password, an ACL user and TLS; secrets that never show.
+
+Each test runs its own redis-server. The worker's broker (kombu), result backend
+(Celery) and own client (redis-py) all use the one REDIS_URL. The OpenAI key and
+the Redis password must not appear in the worker's log, in any stored result
+(responses, provenance, failures) or in the task events Flower shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.failure.conftest import Stack
+from tests.failure.polling import wait_until
+from tests.failure.tally import RESULT_KEY, wait_for_jobs
+from tests.support import Fault
+from tests.support.worker_process import WorkerProcess
+from tests.support_tests.test_local_redis import make_tls_files
+from worker.client import ResearchClient, celery_client
+from worker.local_redis import RedisServer
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "sk-test-SECRET-api-key-4f9c2e"
+PASSWORD = "redis-SECRET-password-7a1d"
+USER, USER_PASSWORD = "research-worker", "acl-SECRET-password-93b0"
+
+
+class TaskEvents:
+    """Every task event the workers send (what Flower shows), recorded in a thread."""
+
+    def __init__(self, app: Celery) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._connection = app.connection_for_read()
+        self._receiver = app.events.Receiver(self._connection, handlers={"*": self.events.append})
+        self._thread = threading.Thread(target=self._receiver.capture, daemon=True)
+
+    def __enter__(self) -> TaskEvents:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._receiver.should_stop = True
+        self._thread.join(timeout=10)
+        self._connection.release()
+
+
+def start_worker(stack: Stack, redis_url: str, directory: Path, **env: str) -> WorkerProcess:
+    worker = WorkerProcess(
+        env=stack.env(
+            REDIS_URL=redis_url, OPENAI_API_KEY=API_KEY, DATA_DIR=str(directory / "data"), **env
+        ),
+        log_path=directory / "worker.log",
+        hostname="secure@%h",
+    )
+    worker.start()
+    return worker
+
+
+def run_jobs_and_collect(stack: Stack, redis_url: str, directory: Path) -> tuple[str, list[str]]:
+    """A good job, an invalid one and one whose LLM fails; returns what could leak, and ids."""
+    worker = start_worker(stack, redis_url, directory)
+    client = ResearchClient.from_url(redis_url)
+    try:
+        with TaskEvents(client.app) as recorded:
+            good = client.submit({"query": "graph neural networks", "max_papers": 2})
+            bad = client.submit({"query": "ok", "max_papers": 99})
+            wait_for_jobs(redis_url, [good, bad], timeout=30)
+            stack.llm.inject(*[Fault.status(401, endpoint="chat/completions")] * 2)
+            degraded = client.submit({"query": "protein structure prediction", "max_papers": 2})
+            outcomes = wait_for_jobs(redis_url, [good, bad, degraded], timeout=30)
+            wait_until(lambda: len(recorded.events) > 10, 10, "task events")
+    finally:
+        client.close()
+        worker.stop()
+    with redis.Redis.from_url(redis_url) as store:
+        results = [store.get(key) for key in store.scan_iter(RESULT_KEY.format("*"))]
+    exposed = "\n".join(
+        [
+            worker.log_text(),
+            *(value.decode() for value in results if value),
+            json.dumps(recorded.events, default=str),
+        ]
+    )
+    assert outcomes.succeeded == [good, degraded], outcomes.metas
+    assert outcomes.failed_clearly == [bad]
+    warnings = outcomes.response(degraded)["provenance"]["warnings"]
+    assert any("HTTP 401" in warning for warning in warnings), warnings
+    return exposed, [good, bad, degraded]
+
+
+def assert_no_secret(exposed: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in exposed, f"{secret!r} leaked"
+
+
+def test_redis_with_a_password_works_and_no_secret_shows(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    with RedisServer(data_dir=tmp_path / "redis", password=PASSWORD) as server:
+        exposed, _ = run_jobs_and_collect(fresh_stack, server.url, tmp_path)
+
+    assert_no_secret(exposed, API_KEY, PASSWORD)
+    assert "***" in exposed  # the broker URL is logged, masked
+
+
+def test_redis_with_an_acl_user_works_and_no_secret_shows(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    with RedisServer(data_dir=tmp_path / "redis", password=PASSWORD) as server:
+        with redis.Redis.from_url(server.url) as admin:
+            admin.acl_setuser(
+                USER,
+                enabled=True,
+                passwords=[f"+{USER_PASSWORD}"],
+                keys=["*"],
+                channels=["*"],
+                commands=["+@all"],
+            )
+        url = f"redis://{USER}:{USER_PASSWORD}@127.0.0.1:{server.port}/0"
+        exposed, _ = run_jobs_and_collect(fresh_stack, url, tmp_path)
+
+    assert_no_secret(exposed, API_KEY, PASSWORD, USER_PASSWORD)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    tls = make_tls_files(tmp_path)
+    server = RedisServer(data_dir=tmp_path / "redis", password=PASSWORD, tls=tls)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if "tls" in str(exc).lower():
+            pytest.skip(f"this redis-server has no TLS support: {exc}")
+        raise
+    yield server
+    server.stop()
+
+
+def test_a_rediss_url_verifies_the_certificate_for_broker_backend_and_clients(
+    fresh_stack: Stack, tls_redis: RedisServer, tmp_path: Path
+) -> None:
+    url = tls_redis.url
+    assert url.startswith("rediss://") and "ssl_cert_reqs=required" in url
+
+    exposed, _ = run_jobs_and_collect(fresh_stack, url, tmp_path / "trusted")
+
+    assert_no_secret(exposed, API_KEY, PASSWORD)
+    # A worker that does not trust the server's certificate never connects.
+    (tmp_path / "other-ca").mkdir()
+    other_ca = make_tls_files(tmp_path / "other-ca")
+    assert tls_redis.tls is not None
+    trusted_ca, untrusted_ca = (quote_plus(str(tls.ca_file)) for tls in (tls_redis.tls, other_ca))
+    assert trusted_ca in url
+    untrusted_url = url.replace(trusted_ca, untrusted_ca)
+    untrusting = WorkerProcess(
+        env=fresh_stack.env(REDIS_URL=untrusted_url, DATA_DIR=str(tmp_path / "untrusting")),
+        log_path=tmp_path / "untrusting.log",
+        hostname="untrusting@%h",
+    )
+
+    def start_and_never_be_ready() -> None:
+        # start() waits for a readiness that never comes, until stopped.
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            untrusting.start(ready_timeout=60)
+
+    starting = threading.Thread(target=start_and_never_be_ready)
+    starting.start()
+    try:
+        wait_until(
+            lambda: "certificate verify failed" in untrusting.log_text(),
+            20,
+            "a refused certificate",
+        )
+        assert " ready." not in untrusting.log_text()
+    finally:
+        untrusting.stop()
+        starting.join(timeout=30)
+    assert celery_client(url).conf.broker_use_ssl["ssl_cert_reqs"] == 2  # ssl.CERT_REQUIRED
