@@ -8,6 +8,7 @@ critical path (one arXiv request, then every paper's LLM call at once) is
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,13 +37,23 @@ class JobSample:
     def failed(self) -> int:
         return sum(1 for o in self.outcomes if o.state != "SUCCESS")
 
-    def count_not(self, method: str) -> int:
-        """Jobs with a paper whose summary_method is not `method` (or with no paper)."""
-        return sum(
-            1
-            for o in self.outcomes
-            if not o.summary_methods() or set(o.summary_methods()) != {method}
-        )
+    def other_methods(self, method: str) -> Counter[str]:
+        """Papers whose summary_method is not `method`, by method ("no papers" for empty jobs)."""
+        found: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            methods = outcome.summary_methods()
+            found.update(m for m in methods if m != method)
+            if not methods and outcome.state == "SUCCESS":
+                found["no papers"] += 1
+        return found
+
+    def warnings(self) -> Counter[str]:
+        """The provenance warnings of the jobs, counted."""
+        found: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            if isinstance(outcome.result, dict) and "provenance" in outcome.result:
+                found.update(outcome.result["provenance"].get("warnings", []))
+        return found
 
     def stage_means_ms(self) -> dict[str, float]:
         """Mean duration of each stage, and `between` (latency minus the stages: task hops)."""

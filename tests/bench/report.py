@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -258,12 +259,16 @@ def _merge_means(means: Sequence[dict[str, float]]) -> dict[str, float]:
 def _anomalies(samples: Sequence[JobSample], expect: str) -> list[str]:
     """Say so when a job failed or did not summarise as the case intends."""
     failed = sum(s.failed for s in samples)
-    off = sum(s.count_not(expect) for s in samples)
+    others: Counter[str] = sum((s.other_methods(expect) for s in samples), Counter())
+    warnings: Counter[str] = sum((s.warnings() for s in samples), Counter())
     notes = []
     if failed:
         notes.append(f"**{failed} jobs failed.**")
-    if off:
-        notes.append(f"**{off} jobs had a summary that was not `{expect}`.**")
+    if others:
+        listed = ", ".join(f"{count} {method}" for method, count in others.most_common())
+        notes.append(f"**Papers not summarised `{expect}`: {listed}.**")
+    for warning, count in warnings.most_common(3):
+        notes.append(f"Warning in {count} jobs: {warning[:160]}")
     return ["", *notes] if notes else []
 
 
