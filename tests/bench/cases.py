@@ -163,6 +163,9 @@ class OverheadResult:
     concurrent: int
     full: tuple[JobSample, ...]
     raw: tuple[JobSample, ...]
+    # The same two, one job at a time: what a job costs when nothing waits.
+    full_alone: JobSample
+    raw_alone: JobSample
 
     @property
     def full_rate(self) -> float:
@@ -199,7 +202,18 @@ def overhead_case(
         if after_full:
             after_full()
         raw.append(run_batch(stack, queries.requests(concurrent, 5), noop=True))
-    return OverheadResult(concurrent, tuple(full), tuple(raw))
+    alone = 10
+    full_alone = [run_batch(stack, queries.requests(1, 5)).outcomes[0] for _ in range(alone)]
+    raw_alone = [
+        run_batch(stack, queries.requests(1, 5), noop=True).outcomes[0] for _ in range(alone)
+    ]
+    return OverheadResult(
+        concurrent,
+        tuple(full),
+        tuple(raw),
+        JobSample(tuple(full_alone)),
+        JobSample(tuple(raw_alone)),
+    )
 
 
 # --- fan-out shape of the summaries ------------------------------------------------------

@@ -190,6 +190,12 @@ def overhead_table(result: OverheadResult) -> str:
         f"Full job at **{result.share:.0%}** of the raw chain's rate (goal ≥ 40 %: "
         f"{_goal(result.share >= OVERHEAD_GOAL)}).",
         "",
+        f"One at a time ({len(result.full_alone.outcomes)} of each): full job "
+        f"{_ms(result.full_alone.figures.median_seconds)} median, no-op chain "
+        f"{_ms(result.raw_alone.figures.median_seconds)} (six tasks: about "
+        f"{_ms(result.raw_alone.figures.median_seconds / 6)} per task hop, result delivery "
+        "included).",
+        "",
         "Mean stage times of the full jobs under this load (ms; they include waiting for the "
         "GIL): " + ", ".join(f"{name} {value:.0f}" for name, value in full_means.items()),
     ]
