@@ -22,8 +22,11 @@ from worker.client import ResearchClient
 pytestmark = pytest.mark.integration
 
 MIN_INTERVAL = 0.5
-# The fake stamps a request once it has read it; the gate's slots are Redis's clock.
-GAP_TOLERANCE = 0.05
+# The gate spaces the requests' slots on Redis's clock; a request then leaves a
+# busy worker a little after its slot (up to ~0.12 s measured on a loaded
+# two-core machine), so the gaps the fake sees vary by about that much. Without
+# the gate, requests from eight threads arrive milliseconds apart.
+GAP_TOLERANCE = 0.2
 ARXIV_ENV = {"ARXIV_MIN_INTERVAL_SECONDS": str(MIN_INTERVAL), "ARXIV_TIMEOUT_SECONDS": "1"}
 QUERIES = (
     "graph neural networks for molecules",
@@ -51,6 +54,13 @@ TRANSIENT = (
 def smallest_gap(requests: Sequence[RecordedRequest]) -> float:
     times = sorted(request.time for request in requests)
     return min((b - a for a, b in pairwise(times)), default=float("inf"))
+
+
+def assert_spaced_by_the_gate(requests: Sequence[RecordedRequest]) -> None:
+    times = sorted(request.time for request in requests)
+    assert smallest_gap(requests) >= MIN_INTERVAL - GAP_TOLERANCE
+    # Jitter shifts single requests; over the whole run the interval holds.
+    assert times[-1] - times[0] >= (len(times) - 1) * MIN_INTERVAL - GAP_TOLERANCE
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -86,7 +96,7 @@ def test_transient_arxiv_faults_are_retried_to_success_keeping_the_rate_gap(
     assert outcomes.succeeded == jobs, outcomes.metas
     assert not fresh_stack.arxiv.pending_faults
     assert len(requests) >= len(jobs) + len(TRANSIENT)
-    assert smallest_gap(requests) >= MIN_INTERVAL - GAP_TOLERANCE
+    assert_spaced_by_the_gate(requests)
     # Requests take faults in arrival order: the one that got the 429 waited its Retry-After.
     limited = requests[TRANSIENT.index(Fault.rate_limited(retry_after=1))]
     query = limited.params["search_query"]
@@ -139,4 +149,4 @@ def test_permanent_arxiv_faults_fail_clearly_and_the_entity_bomb_leaves_memory_f
     assert "no answer within 1 s" in outcomes.error(jobs[3])[1]
     # A billion laughs expanded would be gigabytes; refused, it costs nothing.
     assert peak_growth < 50 * 2**20, f"peak RSS grew by {peak_growth / 2**20:.0f} MiB"
-    assert smallest_gap(requests) >= MIN_INTERVAL - GAP_TOLERANCE
+    assert_spaced_by_the_gate(requests)
