@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.constants import QUEUE
-from worker.redis_broker import redis_ssl_options
+from worker.redis_tls import redis_ssl_options
 from worker.settings import Settings
 
 
@@ -57,10 +57,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": broker_url,
         "result_backend": broker_url,
-        # kombu's Redis transport, fixed to survive a dropped connection (see
-        # worker.redis_broker); with a rediss:// URL, the certificate is checked
-        # as the URL says (kombu alone would not check it at all).
-        "broker_transport": "worker.redis_broker:Transport",
+        # With a rediss:// URL the certificate is checked as the URL says;
+        # kombu alone would not check it at all (see worker.redis_tls).
         "broker_use_ssl": tls,
         "redis_backend_use_ssl": tls,
         "broker_transport_options": transport_options,
@@ -95,8 +93,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE,
         "task_routes": {"research.*": {"queue": QUEUE}},
         "worker_pool": pool_implementation(settings.worker_pool),
-        # Refuses malformed task messages (see worker.consumer); Celery's own
-        # consumer exits on some, or requeues them forever.
+        # Refuses malformed task messages and survives a broker restart with
+        # tasks running (see worker.consumer); Celery's own consumer exits.
         "worker_consumer": "worker.consumer:ResearchConsumer",
         "worker_concurrency": settings.worker_concurrency,
         # Cold shutdown (SIGQUIT; SIGTERM under REMAP_SIGTERM=SIGQUIT) first

@@ -17,7 +17,7 @@ from celery.result import AsyncResult
 import tasks.errors  # noqa: F401
 from schemas.research import ResearchRequest, ResearchResponse
 from tasks.constants import QUEUE, TASK_EXECUTE
-from worker.redis_broker import redis_ssl_options
+from worker.redis_tls import redis_ssl_options
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from tasks.errors import WorkCancelled
 from tasks.summarizer import summarize_papers, summary_cache_key
 from tests.unit.factories import make_paper
 from worker.consumer import missing_task_id
-from worker.redis_broker import redis_ssl_options
+from worker.redis_tls import redis_ssl_options
 from worker.thread_pool import CancellableThreadPool, current_task_cancelled
 
 ANSWERING, HANGING = "2401.00001", "2401.00002"
