@@ -53,6 +53,9 @@ PROGRESS_INTERVAL_SECONDS = 0.25
 # their STARTED state). Their errors are: a failure is stored and passed down
 # the chain to the job id, so the job still ends in FAILURE.
 PASS_ON_ONLY: dict[str, Any] = {"ignore_result": True, "store_errors_even_if_ignored": True}
+# execute and store run under the job id and write PROGRESS as they start: a
+# STARTED state written just before it would be a backend write no one reads.
+REPORTS_ITS_OWN_START: dict[str, Any] = {"track_started": False}
 StageWork = Callable[[JobState, WorkerResources, StageTimer], None]
 
 # What a stage waits on, named in the error of a stage that outran its time.
@@ -189,7 +192,7 @@ def run_stage(
     return job
 
 
-@shared_task(bind=True, name=TASK_EXECUTE, throws=(InvalidRequest,))
+@shared_task(bind=True, name=TASK_EXECUTE, throws=(InvalidRequest,), **REPORTS_ITS_OWN_START)
 def execute(self: Task, *args: Any, **kwargs: Any) -> None:
     """Validate the request, then become the job's chain (the job id's result is its response)."""
     job_id = self.request.id
@@ -313,7 +316,7 @@ def summarize(self: Task, state: JobJson) -> JobJson:
     )
 
 
-@shared_task(bind=True, name=TASK_STORE)
+@shared_task(bind=True, name=TASK_STORE, **REPORTS_ITS_OWN_START)
 def store(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
         stages.store_stage(job, res.memory, res.pending_writes, timer)
