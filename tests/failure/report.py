@@ -20,6 +20,18 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SUITE = Path(__file__).resolve().parent
+# The table's order: the process, then Redis, then the upstreams, then input.
+FIRST = (
+    "test_worker_loss.py",
+    "test_redis_faults.py",
+    "test_arxiv_faults.py",
+    "test_llm_faults.py",
+    "test_memory_faults.py",
+    "test_time_limits.py",
+    "test_bad_input.py",
+    "test_poison_messages.py",
+)
 COLUMNS = (
     "Fault",
     "Jobs",
@@ -36,10 +48,19 @@ COLUMNS = (
 
 def run_suite(pytest_args: Sequence[str]) -> tuple[int, list[dict[str, Any]]]:
     """Run tests/failure with pytest; return its exit status and the recorded rows."""
+    files = [name for name in FIRST if (SUITE / name).exists()]
+    files += sorted(p.name for p in SUITE.glob("test_*.py") if p.name not in FIRST)
     with tempfile.TemporaryDirectory() as directory:
         report = Path(directory) / "reliability.jsonl"
         status = subprocess.call(
-            [sys.executable, "-m", "pytest", "tests/failure", "-q", *pytest_args],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                *(f"tests/failure/{name}" for name in files),
+                "-q",
+                *pytest_args,
+            ],
             cwd=REPO_ROOT,
             env={**os.environ, "RELIABILITY_REPORT": str(report)},
             stdout=sys.stderr,
@@ -53,7 +74,7 @@ def render_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         seconds = row["recovery_seconds"]
-        recovery = "—" if seconds is None else f"{seconds:.1f} s ({row['recovery']})"
+        recovery = "—" if seconds is None else f"{seconds:.1f} s: {row['recovery']}"
         cells = [
             row["fault"],
             row["submitted"],
