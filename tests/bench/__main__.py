@@ -16,7 +16,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     work_dir = Path(tempfile.mkdtemp(prefix="research-arm-bench-"))
     queries = FreshQueries(seed=time.time_ns())
-    sections: list[str] = []
+    # Printed in CASES order; run in the order that changes the fakes' latency least.
+    sections: dict[str, str] = {}
     started = time.monotonic()
     with BenchStack(work_dir, shape) as stack:
         with redis.Redis.from_url(stack.redis.url) as client:
@@ -91,36 +92,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             cases.ensure_workers(stack, queries, 1)
         if "latency" in args.cases:
             _say(f"1. latency: {args.runs} jobs of 5, 10 and 20 papers")
-            sections.append(report.latency_table(cases.latency_case(stack, queries, args.runs)))
+            sections["latency"] = _attempt(
+                "latency",
+                lambda: report.latency_table(cases.latency_case(stack, queries, args.runs)),
+            )
         if "throughput" in args.cases:
             loads = [(20, 3), (100, 1)]
             _say("2. throughput: 20 and 100 concurrent jobs on one worker process")
-            rows = cases.throughput_case(stack, queries, loads, processes=1)
-            _say(f"2. throughput: the same on {machine.cores} worker processes")
-            rows += cases.throughput_case(stack, queries, loads, processes=machine.cores)
-            sections.append(report.throughput_table(rows))
+
+            def throughput() -> str:
+                rows = cases.throughput_case(stack, queries, loads, processes=1)
+                _say(f"2. throughput: the same on {machine.cores} worker processes")
+                rows += cases.throughput_case(stack, queries, loads, processes=machine.cores)
+                return report.throughput_table(rows)
+
+            sections["throughput"] = _attempt("throughput", throughput)
         if {"overhead", "repeat", "fanout"} & set(args.cases):
             cases.ensure_workers(stack, queries, 1)
         if "repeat" in args.cases:
             _say("4. repeat jobs")
-            sections.append(report.repeat_table(cases.repeat_case(stack, queries, runs=5)))
+            sections["repeat"] = _attempt(
+                "repeat", lambda: report.repeat_table(cases.repeat_case(stack, queries, runs=5))
+            )
         if "overhead" in args.cases:
             _say("3. engine overhead: full job against the no-op chain, upstream latency 0")
-            sections.append(_overhead(stack, queries, args.profile, work_dir))
+            sections["overhead"] = _attempt(
+                "overhead", lambda: _overhead(stack, queries, args.profile, work_dir)
+            )
         if "fanout" in args.cases:
             _say("fan-out shape: threads in one task against a chord per paper")
-            fanout = cases.fanout_case(stack, queries, runs=5, sizes=(5, 20), concurrent=20)
-            sections.append(report.fanout_table(fanout, concurrent=20))
+            sections["fanout"] = _attempt(
+                "fanout",
+                lambda: report.fanout_table(
+                    cases.fanout_case(stack, queries, runs=5, sizes=(5, 20), concurrent=20),
+                    concurrent=20,
+                ),
+            )
         if "memory" in args.cases:
             _say("5. memory: 200 jobs on a fresh worker")
-            sections.append(report.memory_table(cases.memory_case(stack, queries, 200, 20)))
+            sections["memory"] = _attempt(
+                "memory",
+                lambda: report.memory_table(cases.memory_case(stack, queries, 200, 20)),
+            )
         if "scale" in args.cases:
             _say("6. scale-out: 1, 2 and 4 worker processes")
-            rows6 = cases.scale_out_case(stack, queries, (1, 2, 4), jobs=50, rounds=2)
-            sections.append(report.scale_out_table(rows6, jobs=50))
+            sections["scale"] = _attempt(
+                "scale",
+                lambda: report.scale_out_table(
+                    cases.scale_out_case(stack, queries, (1, 2, 4), jobs=50, rounds=2), jobs=50
+                ),
+            )
     elapsed = time.monotonic() - started
     print(report.header(machine, described))
-    for section in sections:
+    for section in (sections[name] for name in CASES if name in sections):
         print()
         print(section)
     print(f"\n_{elapsed:.0f} s in all._")
@@ -129,6 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         stack.remove_work_dir()
     return 0
+
+
+def _attempt(case: str, run: Callable[[], str]) -> str:
+    """The case's table, or a line saying why it has none (the other cases still run)."""
+    try:
+        return run()
+    except Exception as exc:  # a case that breaks must not cost the others' figures
+        _say(f"case {case} failed: {exc!r}")
+        return f"### {case}: no figures\n\nThe case failed: `{exc!r}`"
 
 
 def _overhead(stack: BenchStack, queries: FreshQueries, profile: bool, work_dir: Path) -> str:
