@@ -57,8 +57,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": broker_url,
         "result_backend": broker_url,
-        # With a rediss:// URL the certificate is checked as the URL says;
-        # kombu alone would not check it at all (see worker.redis_tls).
+        # With a rediss:// URL the certificate is checked unless the URL says
+        # otherwise (kombu alone skips the check when the URL does not ask).
         "broker_use_ssl": tls,
         "redis_backend_use_ssl": tls,
         "broker_transport_options": transport_options,

@@ -49,7 +49,7 @@ class JobFailed(Exception):
 
 def celery_client(broker_url: str) -> Celery:
     """A Celery app for sending jobs and reading results only (JSON, like the worker)."""
-    # A rediss:// URL's certificate checks, which kombu would otherwise skip.
+    # A rediss:// URL's certificate is checked even if the URL does not ask.
     tls = redis_ssl_options(broker_url)
     return Celery(
         "research_arm_client",

@@ -1,11 +1,11 @@
 """TLS for Redis from a `rediss://` URL, for Celery's broker and result backend.
 
-A `rediss://` URL names its verification in the query string
-(`?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.crt`). redis-py and Celery's
-result backend read that query; kombu's broker transport does not, and without
-`broker_use_ssl` it connects *without verifying the certificate* (a warning is
-all it says). `redis_ssl_options` turns the query into the options both need;
-the certificate is verified unless the URL says otherwise.
+A `rediss://` URL says how to check the server in its query string
+(`?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.crt`). Without `ssl_cert_reqs`
+the two disagree: kombu (the broker) connects with certificate checks off, and
+Celery's result backend refuses to start. `redis_ssl_options` reads the query
+into `broker_use_ssl` and `redis_backend_use_ssl`, so both check the certificate
+unless the URL says `ssl_cert_reqs=none`.
 """
 
 from __future__ import annotations
