@@ -6,6 +6,7 @@ Titles are used as arXiv gives them: they are often LaTeX (`$\\omega$`,
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Final
@@ -66,6 +67,14 @@ class _Name:
         return bool(self.family) and not _GROUP_AUTHOR.search(self.written)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_name(written: str) -> _Name:
+    """`_Name(written)`, remembered: nameparser is the slowest part of a citation,
+    and every author is needed for both the APA reference and the BibTeX entry.
+    A `_Name` is never changed after it is built, so sharing one is safe."""
+    return _Name(written)
+
+
 def _initials(given_name: str) -> str:
     """Initials of one given name, hyphens kept: "Jean-Pierre" → "J.-P.", "J.R.R." → "J. R. R."."""
     hyphenated_parts = []
@@ -87,7 +96,7 @@ def apa_author(name: str) -> str:
     follows the initials ("King, M. L., Jr."). Single names and group authors
     ("ATLAS Collaboration") are kept as written; letters outside ASCII are kept.
     """
-    parsed = _Name(name)
+    parsed = _parse_name(name)
     if not parsed.is_person:
         return parsed.written
     initials = " ".join(_initials(given) for given in parsed.given)
@@ -219,7 +228,7 @@ def bibtex_entry(paper: Paper) -> str:
     first listed one when the primary is unknown (arXiv lists it first). The
     journal reference, when there is one, goes into `note`.
     """
-    names = [_Name(written) for written in paper.authors if written.strip()]
+    names = [_parse_name(written) for written in paper.authors if written.strip()]
     primary_class = paper.primary_category or next(iter(paper.categories), None)
     fields: list[tuple[str, str | None]] = [
         ("author", " and ".join(_bibtex_name(name) for name in names) or None),
