@@ -12,16 +12,16 @@ import base64
 import json
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.integration.conftest import WorkerFactory
+from tests.support.polling import eventually
 from tests.support.worker_process import REPO_ROOT, WorkerProcess
 from worker.client import JobFailed, ResearchClient
 from worker.flower import FlowerLaunch, flower_launch
@@ -38,7 +38,6 @@ STAGE_TASKS = {
     "research.summarize",
     "research.store",
 }
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +108,6 @@ def flower(
     process.start()
     yield process
     process.stop()
-
-
-def eventually(check: Callable[[], T], *, timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.3)
 
 
 def tasks_by_name(flower: Flower) -> dict[str, str]:

@@ -15,9 +15,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.rate_gate import ArxivRateGate
 from tests.support.fake_arxiv import FakeArxivServer
+from tests.support.polling import eventually
 from tests.support.worker_process import REPO_ROOT, WorkerProcess
 from worker.client import ResearchClient
 from worker.local_redis import RedisServer, free_port
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.integration
 HEARTBEAT_TTL = 3.0
 JOB_TIMEOUT = 60
 ENDPOINTS = ("/livez", "/readyz", "/health", "/capabilities", "/metrics")
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +96,6 @@ def get(url: str) -> tuple[int, Any]:
         return 0, None
     text = raw.decode()
     return status, text if url.endswith("/metrics") else json.loads(text)
-
-
-def eventually(check: Callable[[], T], *, timeout: float, what: str) -> T:
-    """Call `check` until it returns something truthy, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def metric(text: str, sample_name: str, **labels: str) -> float | None:
