@@ -10,16 +10,12 @@ timestamped when it happens, not when we get round to asking.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +24,7 @@ from celery import Celery
 
 from tasks.constants import QUEUE, TASK_EXECUTE
 from tests.bench.noop_tasks import NOOP_EXECUTE
+from tests.support.worker_process import WorkerProcess
 from worker.client import celery_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,56 +33,10 @@ FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 
 @dataclass
-class BenchWorker:
-    """`research-arm worker` (with the benchmark's no-op tasks) as a child process.
+class BenchWorker(WorkerProcess):
+    """`research-arm worker` with the benchmark's no-op tasks registered, as a child process."""
 
-    `env` is added to a copy of our environment; the worker's log goes to `log_path`.
-    """
-
-    env: Mapping[str, str]
-    log_path: Path
-    pool: str
-    concurrency: int
-    hostname: str
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    def start(self, ready_timeout: float = 60.0) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.bench.worker_main",
-                    "worker",
-                    f"--pool={self.pool}",
-                    f"--concurrency={self.concurrency}",
-                    f"--hostname={self.hostname}",
-                ],
-                cwd=REPO_ROOT,
-                env={**os.environ, "LOG_FORMAT": "json", **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + ready_timeout
-        while " ready." not in self._log_text():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self._log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"worker not ready in {ready_timeout}s: see {self.log_path}")
-            time.sleep(0.1)
-
-    def _log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "worker not started"
-        return self.process.pid
+    module: str = "tests.bench.worker_main"
 
     def process_ids(self) -> list[int]:
         """The worker's own pid and those of its pool processes (prefork children)."""
@@ -94,17 +45,6 @@ class BenchWorker:
     def peak_rss_mib(self) -> float:
         """The largest peak resident set (VmHWM) among the worker's processes, in MiB."""
         return max((_status_kib(pid, "VmHWM") for pid in self.process_ids()), default=0) / 1024
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it does not go in time."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def _children_of(pid: int) -> list[int]:

@@ -26,6 +26,9 @@ class WorkerProcess:
     concurrency: int = 8
     pool: str = "threads"
     hostname: str = "research-test@%h"
+    # The module run as `python -m MODULE worker …`: the product's CLI, or a
+    # wrapper that registers extra tasks (the benchmark's no-op chain).
+    module: str = "worker.cli"
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, ready_timeout: float = 30.0) -> None:
@@ -36,7 +39,7 @@ class WorkerProcess:
             [
                 sys.executable,
                 "-m",
-                "worker.cli",
+                self.module,
                 "worker",
                 f"--concurrency={self.concurrency}",
                 f"--pool={self.pool}",
@@ -59,6 +62,7 @@ class WorkerProcess:
             if " ready." in self.log_text():
                 return
             time.sleep(0.1)
+        self.stop()  # never leave a half-started worker behind
         raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_text()[-4000:]}")
 
     def log_text(self) -> str:
