@@ -61,6 +61,20 @@ IsoDate = Annotated[date, BeforeValidator(_parse_iso_date)]
 Category = Annotated[str, AfterValidator(_check_category)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 SummaryMethod = Literal["llm", "extractive", "cached", "none"]
+Source = Literal["corpus", "arxiv"]
+ALL_SOURCES: Final[tuple[Source, ...]] = ("corpus", "arxiv")
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+
+
+class Budget(BaseModel):
+    """Caps on what one job may spend on the LLM; either or both."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    max_llm_tokens: PositiveInt | None = Field(
+        default=None, description="Prompt plus completion tokens, as the LLM API reports them."
+    )
+    max_llm_calls: PositiveInt | None = Field(default=None, description="LLM requests.")
 
 
 class ResearchRequest(BaseModel):
@@ -83,6 +97,22 @@ class ResearchRequest(BaseModel):
         default_factory=list, max_length=20, description="arXiv categories such as cs.CL."
     )
     min_relevance: Score = Field(default=0.0, description="Drop papers scoring below this.")
+    sources: list[Source] = Field(
+        default_factory=lambda: list(ALL_SOURCES),
+        min_length=1,
+        max_length=2,
+        description="Where candidates come from: the local index, arXiv, or both.",
+    )
+    budget: Budget | None = Field(
+        default=None, description="Caps on this job's LLM spending; none by default."
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, sources: list[Source]) -> list[Source]:
+        if len(set(sources)) != len(sources):
+            raise ValueError("must not name a source twice")
+        return sources
 
     @field_validator("end_date")
     @classmethod
@@ -144,6 +174,51 @@ class MemoryCounts(BaseModel):
     stored: int = 0
 
 
+class CorpusCounts(BaseModel):
+    """The local index of arXiv's metadata snapshot, as this job saw it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: int = Field(ge=0, description="Papers the index holds.")
+    watermark: date | None = Field(
+        description="Newest first-submission date ingested from a snapshot (YYYY-MM-DD)."
+    )
+    hits: int = Field(ge=0, description="Papers this job's retrieval took from the index.")
+
+
+class LlmUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class EmbeddingUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    tokens: int = 0
+
+
+class ArxivUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int = 0
+    cache_hits: int = 0
+    gate_wait_ms: float = 0.0
+
+
+class Usage(BaseModel):
+    """What the job spent, from the APIs' own usage fields; every attempt counted once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    llm: LlmUsage = Field(default_factory=LlmUsage)
+    embeddings: EmbeddingUsage = Field(default_factory=EmbeddingUsage)
+    arxiv: ArxivUsage = Field(default_factory=ArxivUsage)
+
+
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -157,6 +232,10 @@ class Provenance(BaseModel):
     models: ModelNames
     stages: list[StageRecord]
     memory: MemoryCounts
+    corpus: CorpusCounts | None = Field(
+        default=None, description="The local index's state; null when there is none."
+    )
+    usage: Usage = Field(default_factory=Usage)
     warnings: list[str]
 
 

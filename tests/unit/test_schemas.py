@@ -25,6 +25,20 @@ def test_defaults_match_the_contract() -> None:
 
     assert (request.max_papers, request.include_summaries, request.min_relevance) == (5, True, 0.0)
     assert request.categories == [] and request.start_date is None
+    assert request.sources == ["corpus", "arxiv"] and request.budget is None
+
+
+def test_budget_takes_either_cap_or_both() -> None:
+    calls_only = ResearchRequest.model_validate({"query": "abc", "budget": {"max_llm_calls": 2}})
+    both = ResearchRequest.model_validate(
+        {"query": "abc", "budget": {"max_llm_calls": 2, "max_llm_tokens": 900}}
+    )
+
+    assert calls_only.budget is not None and calls_only.budget.max_llm_tokens is None
+    assert both.budget is not None and (both.budget.max_llm_calls, both.budget.max_llm_tokens) == (
+        2,
+        900,
+    )
 
 
 def test_query_whitespace_is_collapsed() -> None:
@@ -60,6 +74,15 @@ def test_dates_are_parsed_from_iso_strings() -> None:
         ({"query": "abc", "min_relevance": -0.1}, "min_relevance"),
         ({"query": "abc", "unknown": 1}, "unknown"),
         ({}, "query"),
+        ({"query": "abc", "sources": []}, "sources"),
+        ({"query": "abc", "sources": ["web"]}, "sources.0"),
+        ({"query": "abc", "sources": ["arxiv", "arxiv"]}, "sources"),
+        ({"query": "abc", "budget": {"max_llm_calls": 0}}, "budget.max_llm_calls"),
+        ({"query": "abc", "budget": {"max_llm_tokens": -5}}, "budget.max_llm_tokens"),
+        ({"query": "abc", "budget": {"max_llm_calls": "2"}}, "budget.max_llm_calls"),
+        ({"query": "abc", "budget": {"max_llm_calls": 2.0}}, "budget.max_llm_calls"),
+        ({"query": "abc", "budget": {"max_dollars": 1}}, "budget.max_dollars"),
+        ({"query": "abc", "budget": 100}, "budget"),
     ],
 )
 def test_bad_requests_name_the_offending_field(payload: dict[str, Any], field: str) -> None:
