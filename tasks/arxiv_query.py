@@ -32,11 +32,11 @@ MAX_RESULTS_PER_REQUEST: Final = 2000
 _WORD: Final = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*")
 
 # arXiv's boolean operators: typed as words they would be read as operators.
-_BOOLEAN_OPERATORS: Final = frozenset({"and", "or", "andnot", "not"})
+BOOLEAN_OPERATORS: Final = frozenset({"and", "or", "andnot", "not"})
 
 # English function words that only dilute an OR query. "s" and "t" are what is
 # left of "paper's" and "don't" once the apostrophe separates words.
-_STOPWORDS: Final = frozenset(
+STOPWORDS: Final = frozenset(
     # A word list reads better as text than as 130 one-word lines.
     """
     a about above after again against all am an and any are as at be because been
@@ -80,9 +80,36 @@ def build_search_query(
         ValueError: the query has no letter or digit, a category is not an arXiv
             category, or start_date is after end_date.
     """
-    clauses = [_any_of([f'all:"{term}"' for term in search_terms(query)])]
+    return with_filters(
+        any_of([f'all:"{term}"' for term in search_terms(query)]),
+        categories,
+        start_date,
+        end_date,
+        today=today,
+    )
+
+
+def with_filters(
+    text_clause: str,
+    categories: Sequence[str] = (),
+    start_date: date | None = None,
+    end_date: date | None = None,
+    *,
+    today: date | None = None,
+) -> str:
+    """`text_clause` AND-ed with the categories (any of them) and the submittedDate range.
+
+    Args:
+        text_clause: the text part of the query, already safe, and parenthesised
+            if it holds an OR (as `any_of` returns it).
+        categories, start_date, end_date, today: as for `build_search_query`.
+
+    Raises:
+        ValueError: a category is not an arXiv category, or start_date is after end_date.
+    """
+    clauses = [text_clause]
     if categories:
-        clauses.append(_any_of([f"cat:{category}" for category in _checked(categories)]))
+        clauses.append(any_of([f"cat:{category}" for category in _checked(categories)]))
     if start_date is not None or end_date is not None:
         clauses.append(_submitted_between(start_date, end_date, today))
     return " AND ".join(clauses)
@@ -98,18 +125,23 @@ def search_terms(query: str) -> list[str]:
     Raises:
         ValueError: `query` contains no letter or digit.
     """
-    # NFC first, so an accent typed as a combining mark stays inside its word.
-    words = _WORD.findall(unicodedata.normalize("NFC", query))
+    words = words_of(query)
     if not words:
         raise ValueError(f"query {query!r} has no letter or digit to search for")
-    not_operators = [word for word in words if word.casefold() not in _BOOLEAN_OPERATORS]
-    content = [word for word in not_operators if word.casefold() not in _STOPWORDS]
+    not_operators = [word for word in words if word.casefold() not in BOOLEAN_OPERATORS]
+    content = [word for word in not_operators if word.casefold() not in STOPWORDS]
     kept = content or not_operators or words
 
     unique: dict[str, str] = {}
     for word in kept:
         unique.setdefault(word.casefold(), word)
     return list(unique.values())[:MAX_TERMS]
+
+
+def words_of(text: str) -> list[str]:
+    """Every word of `text` in order: letters and digits, inner hyphens and dots kept, NFC."""
+    # NFC first, so an accent typed as a combining mark stays inside its word.
+    return _WORD.findall(unicodedata.normalize("NFC", text))
 
 
 def build_query_params(search_query: str, max_results: int, start: int = 0) -> dict[str, str]:
@@ -136,9 +168,14 @@ def build_query_params(search_query: str, max_results: int, start: int = 0) -> d
     }
 
 
-def _any_of(clauses: Sequence[str]) -> str:
-    # Parentheses only when needed, so a single clause reads as arXiv's own examples do.
+def any_of(clauses: Sequence[str]) -> str:
+    """The clauses OR-ed, in parentheses unless there is only one (as arXiv's examples write it)."""
     return clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+
+
+def all_of(clauses: Sequence[str]) -> str:
+    """The clauses AND-ed; no parentheses, since the filters are AND-ed to it too."""
+    return " AND ".join(clauses)
 
 
 def _checked(categories: Sequence[str]) -> list[str]:

@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 import pytest
 
 from tasks.arxiv_query import build_query_params, build_search_query
+from tasks.query_planner import (
+    MAX_PRECISE_TERMS,
+    QUERY_SEPARATOR,
+    SearchPlan,
+    joined_queries,
+    plan_search,
+)
 
 TODAY = date(2026, 3, 2)
 
@@ -197,3 +205,170 @@ def test_query_params_carry_the_page_offset() -> None:
 def test_query_params_out_of_arxiv_range_are_refused(max_results: int, start: int) -> None:
     with pytest.raises(ValueError):
         build_query_params('all:"parsing"', max_results, start)
+
+
+# --- the query planner: a precise query first, a broad one when it finds too few --------
+
+
+def plan(query: str, *categories: str, **kwargs: Any) -> SearchPlan:
+    return plan_search(query, categories, pool_size=kwargs.pop("pool_size", 15), **kwargs)
+
+
+def test_the_precise_query_ands_the_content_words_and_the_broad_one_ors_the_specific_ones() -> None:
+    # When a request mixes specific words with generic ones
+    search_plan = plan("retrieval augmented generation for medical question answering")
+
+    # Then the precise query needs every content word, the broad one any specific word
+    assert search_plan.precise == (
+        'all:"retrieval" AND all:"augmented" AND all:"generation"'
+        ' AND all:"medical" AND all:"question" AND all:"answering"'
+    )
+    assert search_plan.broad == (
+        '(all:"retrieval" OR all:"augmented" OR all:"medical" OR all:"question" OR all:"answering")'
+    )
+
+
+def test_a_double_quoted_span_stays_one_phrase_in_both_queries() -> None:
+    search_plan = plan('"graph neural networks" for molecules')
+
+    assert search_plan.precise == 'all:"graph neural networks" AND all:"molecules"'
+    assert search_plan.broad == '(all:"graph neural networks" OR all:"molecules")'
+
+
+def test_typographic_quotes_make_phrases_and_an_unmatched_quote_is_ignored() -> None:
+    assert terms_of(plan("“contrastive learning” of «sentence embeddings»").precise) == [
+        "contrastive learning",
+        "sentence embeddings",
+    ]
+    assert terms_of(plan('speech "recognition errors').precise) == [
+        "speech",
+        "recognition",
+        "errors",
+    ]
+
+
+def test_a_quoted_single_word_is_a_word_and_stopwords_beside_a_phrase_are_dropped() -> None:
+    assert plan('"transformers"').precise == 'all:"transformers"'
+    assert plan('"question answering" in the').precise == 'all:"question answering"'
+
+
+def test_a_phrase_keeps_its_stopwords_and_cannot_carry_syntax() -> None:
+    # Given a quoted span holding a stopword and arXiv syntax
+    search_plan = plan('"question answering over tables" ti:x) OR cat:hep-th', "cs.CL")
+
+    # Then the phrase is its words only, and the rest is plain words
+    assert terms_of(search_plan.precise) == [
+        "question answering over tables",
+        "ti",
+        "x",
+        "cat",
+        "hep-th",
+    ]
+    assert STRUCTURE.match(search_plan.precise), search_plan.precise
+    assert search_plan.broad is not None and STRUCTURE.match(search_plan.broad)
+
+
+def test_hyphenated_words_stay_whole_and_are_generic_only_when_every_part_is() -> None:
+    search_plan = plan("LLM-based state-of-the-art text-to-SQL")
+
+    assert terms_of(search_plan.precise) == ["LLM-based", "state-of-the-art", "text-to-SQL"]
+    assert search_plan.broad == 'all:"text-to-SQL"'
+
+
+def test_one_content_word_needs_no_second_query() -> None:
+    # When the request has a single content word
+    search_plan = plan("what about transformers?", "cs.CL")
+
+    # Then the broad query would be the precise one again: there is none
+    assert search_plan.precise == 'all:"transformers" AND cat:cs.CL'
+    assert search_plan.broad is None
+    assert not search_plan.needs_broad(0)
+
+
+def test_a_query_of_generic_words_only_ors_them_all_in_the_broad_query() -> None:
+    search_plan = plan("deep learning models")
+
+    assert search_plan.precise == 'all:"deep" AND all:"learning" AND all:"models"'
+    assert search_plan.broad == '(all:"deep" OR all:"learning" OR all:"models")'
+
+
+def test_a_stopword_only_query_searches_its_words() -> None:
+    search_plan = plan("to be or not to be")
+
+    assert search_plan.precise == 'all:"to" AND all:"be"'
+    assert search_plan.broad == '(all:"to" OR all:"be")'
+
+
+def test_non_ascii_words_are_kept_whole_and_composed() -> None:
+    search_plan = plan("Schro\u0308dinger σ-models and équations")
+
+    assert terms_of(search_plan.precise) == ["Schrödinger", "σ-models", "équations"]
+
+
+def test_a_long_query_ands_at_most_six_terms_preferring_phrases_and_specific_words() -> None:
+    # Given a paragraph-long request with a phrase at its end
+    words = " ".join(f"term{i:02d}" for i in range(30))
+    search_plan = plan(f'novel deep models {words} "sparse attention"')
+
+    # Then the precise query keeps the phrase and the first specific words, in query order
+    specific = [f"term{i:02d}" for i in range(MAX_PRECISE_TERMS - 1)]
+    assert terms_of(search_plan.precise) == [*specific, "sparse attention"]
+    # And the broad one twelve specific terms, the phrase among them
+    assert terms_of(search_plan.broad or "") == [
+        *(f"term{i:02d}" for i in range(11)),
+        "sparse attention",
+    ]
+
+
+def test_both_queries_carry_the_categories_and_the_date_range() -> None:
+    search_plan = plan(
+        "speech recognition", "eess.AS", "cs.SD", start_date=date(2022, 1, 1), today=TODAY
+    )
+
+    filters = " AND (cat:eess.AS OR cat:cs.SD) AND submittedDate:[202201010000 TO 202603022359]"
+    assert search_plan.precise == 'all:"speech" AND all:"recognition"' + filters
+    assert search_plan.broad == '(all:"speech" OR all:"recognition")' + filters
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        '") OR all:x',
+        '"cat:hep-th" AND "submittedDate:[199101010000 TO 209912312359]"',
+        'graph*  neur?l  "gauss~2  boost^4"  +must  -not  !bang  \\escape  {range}',
+        "“curly ” quotes„ and ‘single’ and «guillemets»",
+        "&& || ; DROP TABLE papers; --",
+    ],
+)
+def test_planned_queries_never_carry_the_users_syntax(attack: str) -> None:
+    search_plan = plan(attack, "cs.CL", start_date=date(2020, 1, 1), end_date=date(2021, 1, 1))
+
+    for search_query in filter(None, (search_plan.precise, search_plan.broad)):
+        assert STRUCTURE.match(search_query), search_query
+        assert search_query.endswith(
+            " AND cat:cs.CL AND submittedDate:[202001010000 TO 202101012359]"
+        )
+
+
+def test_the_broad_query_is_needed_only_below_the_pool_size() -> None:
+    search_plan = plan("graph neural networks for molecules", pool_size=15)
+
+    assert search_plan.max_results == search_plan.enough == 15
+    assert search_plan.needs_broad(14)
+    assert not search_plan.needs_broad(15)
+
+
+def test_a_plan_refuses_what_the_single_query_refused() -> None:
+    with pytest.raises(ValueError, match="no letter or digit"):
+        plan('"" :: **')
+    with pytest.raises(ValueError, match="not an arXiv category"):
+        plan("parsing", "cs.CL OR all:x")
+    with pytest.raises(ValueError, match="after end date"):
+        plan("parsing", start_date=date(2024, 1, 2), end_date=date(2024, 1, 1))
+    with pytest.raises(ValueError, match="pool_size"):
+        plan("parsing", pool_size=0)
+
+
+def test_query_used_joins_the_queries_sent_with_the_documented_separator() -> None:
+    assert joined_queries(['all:"a" AND all:"b"']) == 'all:"a" AND all:"b"'
+    assert joined_queries(["P", "B"]) == f"P{QUERY_SEPARATOR}B" == "P ; B"
