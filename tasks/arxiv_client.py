@@ -76,6 +76,11 @@ class ArxivClient:
         self._timeout_seconds = timeout_seconds
         self._max_body_bytes = max_body_bytes
 
+    @property
+    def timeout_seconds(self) -> float:
+        """The time limit of each request (connect, each read, the whole body)."""
+        return self._timeout_seconds
+
     def with_timeout(self, timeout_seconds: float) -> ArxivClient:
         """This client with another time limit (e.g. what is left of a task's time)."""
         limited = copy.copy(self)

@@ -25,11 +25,11 @@ from schemas.research import (
     StageRecord,
 )
 from tasks.arxiv_client import ArxivClient, ArxivSearchResult
-from tasks.arxiv_query import build_search_query
 from tasks.citations import apa_reference, bibtex_entry
 from tasks.embeddings import Embedder
 from tasks.errors import InvalidRequest, MemoryUnavailable
 from tasks.memory import PaperMemory, PendingWrites
+from tasks.query_planner import joined_queries, plan_search
 from tasks.relevance import job_confidence, rank_candidates
 from tasks.summarizer import SummaryBatch
 from tasks.version import arm_version
@@ -161,26 +161,61 @@ def recall_stage(job: JobState, memory: PaperMemory, timer: StageTimer) -> None:
 
 
 def search_stage(
-    job: JobState, arxiv: ArxivClient, max_results: int, timer: StageTimer
-) -> ArxivSearchResult:
+    job: JobState,
+    arxiv: ArxivClient,
+    max_results: int,
+    timer: StageTimer,
+    *,
+    deadline: float | None = None,
+) -> list[ArxivSearchResult]:
     """Search arXiv (through the shared gate and cache) and merge with the recalled papers.
 
-    Returns the search's result, for metrics (cache hit, time at the rate gate).
+    The precise query goes first; the broad one only when the precise one
+    returns fewer than `max_results` papers (see `tasks.query_planner`). Of the
+    broad answer, only papers the precise one lacked are added, up to
+    `max_results` in all. `query_used` lists the queries sent, QUERY_SEPARATOR
+    between them.
+
+    Args:
+        max_results: the pool size, how many candidates arXiv should supply.
+        deadline: a `time.monotonic()` value by which the stage must stop waiting:
+            each request's timeout is cut to the time left (at least 0.1 s).
+
+    Returns:
+        Each search's result in order, for metrics (cache hit, time at the rate gate).
     """
     request = job.request
-    job.search_query = build_search_query(
-        request.query, request.categories, request.start_date, request.end_date
+    plan = plan_search(
+        request.query,
+        request.categories,
+        request.start_date,
+        request.end_date,
+        pool_size=max_results,
     )
-    result = arxiv.search(job.search_query, max_results)
-    if result.from_cache:
+    sent = [plan.precise]
+    results = [_within(arxiv, deadline).search(plan.precise, plan.max_results)]
+    if plan.broad is not None and plan.needs_broad(len(results[0].feed.papers)):
+        sent.append(plan.broad)
+        results.append(_within(arxiv, deadline).search(plan.broad, plan.max_results))
+    job.search_query = joined_queries(sent)
+    if all(result.from_cache for result in results):
         timer.outcome = "cached"
-    else:
-        job.sources.append(result.request_url)
-    job.arxiv_total = result.feed.total_results
-    searched_ids = {paper.arxiv_id for paper in result.feed.papers}
-    job.recalled_beyond_search = len(set(job.recalled_ids) - searched_ids)
-    job.candidates = merge_candidates(job.candidates, result.feed.papers)
-    return result
+    job.sources.extend(result.request_url for result in results if not result.from_cache)
+    # The broad query matches every paper the precise one does: its total is the larger.
+    job.arxiv_total = max(result.feed.total_results for result in results)
+    searched = {paper.arxiv_id: paper for result in results for paper in result.feed.papers}
+    pool = list(searched.values())[: plan.max_results]
+    job.recalled_beyond_search = len(set(job.recalled_ids) - {paper.arxiv_id for paper in pool})
+    job.candidates = merge_candidates(job.candidates, pool)
+    return results
+
+
+def _within(arxiv: ArxivClient, deadline: float | None) -> ArxivClient:
+    """The client, with its timeout cut to what is left before `deadline`."""
+    if deadline is None:
+        return arxiv
+    time_left = deadline - time.monotonic()
+    return arxiv.with_timeout(max(0.1, time_left)) if time_left < arxiv.timeout_seconds else arxiv
 
 
 def merge_candidates(recalled: Sequence[Paper], searched: Sequence[Paper]) -> list[Paper]:

@@ -250,14 +250,12 @@ def search(self: Task, state: JobJson) -> JobJson:
         count = stages.candidate_count(
             job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
         )
-        # arXiv's own timeout, or less when the task's time runs out first.
-        time_left = deadline - time.monotonic()
-        limited = time_left < settings.arxiv_timeout_seconds
-        arxiv = res.arxiv.with_timeout(max(0.1, time_left)) if limited else res.arxiv
         try:
-            worker_metrics().record_arxiv_search(stages.search_stage(job, arxiv, count, timer))
+            # Each request gets arXiv's own timeout, or less when the task's time runs out first.
+            for result in stages.search_stage(job, res.arxiv, count, timer, deadline=deadline):
+                worker_metrics().record_arxiv_search(result)
         except TransientUpstreamError as exc:
-            if limited and time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 raise UpstreamUnavailable(
                     "arxiv",
                     f"no answer within the soft time limit "
