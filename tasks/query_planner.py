@@ -6,14 +6,15 @@ wrong papers. So the search stage asks arXiv, through the shared rate gate,
 for the *precise* query first: every content term AND-ed, with the phrases the
 user put in double quotes kept as phrases. Only when that finds fewer than
 `SearchPlan.enough` papers does it spend a second request on the *broad*
-query: the specific terms OR-ed (the generic ones dropped), so arXiv's
-relevance order still puts papers matching more of them first.
+query: the specific terms OR-ed (the generic ones dropped, each phrase
+followed by its words), so arXiv's relevance order still puts papers matching
+more of them first.
 
-    >>> plan = plan_search('"retrieval augmented" LLMs for medical QA', ["cs.CL"], pool_size=15)
+    >>> plan = plan_search('"sparse retrieval" LLMs for medicine', ["cs.CL"], pool_size=15)
     >>> plan.precise
-    'all:"retrieval augmented" AND all:"LLMs" AND all:"medical" AND all:"QA" AND cat:cs.CL'
+    'all:"sparse retrieval" AND all:"LLMs" AND all:"medicine" AND cat:cs.CL'
     >>> plan.broad
-    '(all:"retrieval augmented" OR all:"medical" OR all:"QA") AND cat:cs.CL'
+    '(all:"sparse retrieval" OR all:"sparse" OR all:"retrieval" OR all:"medicine") AND cat:cs.CL'
 
 The plan is a pure function of the request's text, categories, date range and
 the pool size, so a caller may narrow the date range (e.g. to what a local
@@ -139,7 +140,7 @@ def plan_search(
     terms = plan_terms(query)
     precise_terms = _most_specific(terms, MAX_PRECISE_TERMS)
     specific = [term for term in terms if not term.generic]
-    broad_terms = _most_specific(specific or terms, MAX_TERMS)
+    broad_terms = _most_specific(_with_phrase_words(specific or terms), MAX_TERMS)
 
     def filtered(text_clause: str) -> str:
         return with_filters(text_clause, categories, start_date, end_date, today=today)
@@ -216,6 +217,23 @@ def _is_generic(word: str) -> bool:
     return all(part in GENERIC_WORDS or part in STOPWORDS for part in parts) and any(
         part in GENERIC_WORDS for part in parts
     )
+
+
+def _with_phrase_words(terms: Sequence[SearchTerm]) -> list[SearchTerm]:
+    """The terms, each phrase followed by its own specific words (the phrase relaxed).
+
+    OR-ed, a paper that has the phrase then matches more terms than one that has
+    a single word of it, so arXiv's relevance order still puts it first.
+    """
+    relaxed: dict[str, SearchTerm] = {}
+    for term in terms:
+        relaxed.setdefault(term.text.casefold(), term)
+        if term.phrase:
+            for word in term.text.split(" "):
+                folded = word.casefold()
+                if folded not in STOPWORDS | BOOLEAN_OPERATORS and not _is_generic(word):
+                    relaxed.setdefault(folded, SearchTerm(word, phrase=False, generic=False))
+    return list(relaxed.values())
 
 
 def _most_specific(terms: Sequence[SearchTerm], limit: int) -> list[SearchTerm]:

@@ -1,0 +1,279 @@
+"""Does the query planner's second arXiv request pay for itself? Prints the figures.
+
+    .venv/bin/python -m tests.bench.planner
+    .venv/bin/python -m tests.bench.planner --data ../shared/data/arxiv_metadata --max-papers 5,10
+
+The fake arXiv server (tests/support/fake_arxiv.py) serves the real records of
+`--data` (read at run time, never committed): the cs.CL "latest 500" API
+export and the head of the Kaggle metadata snapshot. For each query of
+tests/bench/planner_queries.py and each max_papers, it runs the search stage
+as a job does (`tasks.job.search_stage`, the real client, no cache, the gate
+off) and compares it with other ways of filling the candidate pool:
+
+- `or-all`: one request, every content word OR-ed (research-arm before the planner);
+- `precise`: the planner's precise query alone;
+- `broad`: the planner's broad query alone;
+- `planner`: the search stage as shipped (broad query when the precise one
+  returns fewer than the pool size);
+- `planner@max_papers`: the same, with the broad query only below max_papers;
+- `precise+or-all`: the precise query, then the old OR-all query as the broad one.
+
+It prints, per policy and query group: arXiv requests per job, how often one
+request was enough, the mean pool size, and the pool recall (the share of the
+relevant papers that reach the pool, which bounds what ranking can return).
+On the real arXiv every request waits 3 s at the shared gate.
+
+The fake's relevance is the number of query terms a paper matches (newest
+first on ties); arXiv's own (Lucene, tf-idf) weighs rare words more, so the
+OR queries rank better on arXiv than here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import fakeredis
+import httpx
+
+from schemas.research import Paper, ResearchRequest
+from tasks.arxiv_client import ArxivClient
+from tasks.arxiv_query import build_search_query
+from tasks.constants import ARXIV_GATE_KEY
+from tasks.job import JobState, candidate_count, search_stage, timed_stage
+from tasks.query_planner import plan_search
+from tasks.rate_gate import ArxivRateGate
+from tests.bench.planner_queries import PLANNER_QUERIES, PlannerQuery
+from tests.support.fake_arxiv import CorpusPaper, FakeArxivServer
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "arxiv_metadata"
+API_EXPORT = "arxiv_api_cat_cs.CL_latest500_2026-03.json"
+KAGGLE_HEAD = "kaggle_arxiv-metadata-oai-snapshot_head200.jsonl"
+# research-arm's defaults: ARXIV_CANDIDATE_FACTOR and ARXIV_MAX_CANDIDATES.
+CANDIDATE_FACTOR = 3
+MAX_CANDIDATES = 50
+GATE_SECONDS = 3.0
+
+# A policy fills a pool for (query, max_papers): the papers and the requests it took.
+Policy = Callable[[ArxivClient, PlannerQuery, int], tuple[list[Paper], int]]
+
+
+def load_records(data: Path) -> list[CorpusPaper]:
+    """The real records as the fake's papers (the API export's dates from its ids' order)."""
+    papers = []
+    for record in json.loads((data / API_EXPORT).read_text(encoding="utf-8")):
+        arxiv_id, _, version = record["id"].partition("v")
+        # The export has only the year; new-style ids count up within their month,
+        # so the number orders the papers as their submission times did.
+        month = datetime(2000 + int(arxiv_id[:2]), int(arxiv_id[2:4]), 1, tzinfo=UTC)
+        papers.append(
+            CorpusPaper(
+                arxiv_id=arxiv_id,
+                title=_one_line(record["title"]),
+                abstract=_one_line(record["abstract"]),
+                authors=tuple(record["authors"]),
+                categories=tuple(dict.fromkeys(record["categories"])),
+                published=month + timedelta(minutes=int(arxiv_id[5:])),
+                version=int(version or 1),
+            )
+        )
+    for line in (data / KAGGLE_HEAD).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        versions = record["versions"]
+        papers.append(
+            CorpusPaper(
+                arxiv_id=record["id"],
+                title=_one_line(record["title"]),
+                abstract=_one_line(record["abstract"]),
+                authors=tuple(_one_line(a) for a in record["authors"].split(",") if a.strip()),
+                categories=tuple(record["categories"].split()),
+                published=parsedate_to_datetime(versions[0]["created"]),
+                updated=parsedate_to_datetime(versions[-1]["created"]),
+                version=len(versions),
+                doi=record.get("doi"),
+                journal_ref=record.get("journal-ref"),
+                comment=record.get("comments"),
+            )
+        )
+    return papers
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def pool_size(max_papers: int) -> int:
+    return candidate_count(max_papers, CANDIDATE_FACTOR, MAX_CANDIDATES)
+
+
+def _merged(results: Sequence[Sequence[Paper]], size: int) -> list[Paper]:
+    """The first request's papers, then the next ones' new papers, up to `size` (as the stage)."""
+    merged = {paper.arxiv_id: paper for papers in results for paper in papers}
+    return list(merged.values())[:size]
+
+
+def or_all(client: ArxivClient, query: PlannerQuery, max_papers: int) -> tuple[list[Paper], int]:
+    return client.search(build_search_query(query.text), pool_size(max_papers)).feed.papers, 1
+
+
+def precise_only(
+    client: ArxivClient, query: PlannerQuery, max_papers: int
+) -> tuple[list[Paper], int]:
+    plan = plan_search(query.text, pool_size=pool_size(max_papers))
+    return client.search(plan.precise, plan.max_results).feed.papers, 1
+
+
+def broad_only(
+    client: ArxivClient, query: PlannerQuery, max_papers: int
+) -> tuple[list[Paper], int]:
+    plan = plan_search(query.text, pool_size=pool_size(max_papers))
+    return client.search(plan.broad or plan.precise, plan.max_results).feed.papers, 1
+
+
+def planner(client: ArxivClient, query: PlannerQuery, max_papers: int) -> tuple[list[Paper], int]:
+    """The search stage as a job runs it."""
+    job = JobState(
+        job_id="bench",
+        request=ResearchRequest(query=query.text, max_papers=max_papers),
+        accepted_at=datetime.now(UTC),
+        embedding_model="none",
+        llm_model=None,
+    )
+    with timed_stage(job, "search", "bench") as timer:
+        results = search_stage(job, client, pool_size(max_papers), timer)
+    return job.candidates, len(results)
+
+
+def broad_below(enough: Callable[[int], int], broad_of: Callable[[str], str | None]) -> Policy:
+    """Precise first; `broad_of(query)` when it returns fewer than `enough(max_papers)`."""
+
+    def policy(
+        client: ArxivClient, query: PlannerQuery, max_papers: int
+    ) -> tuple[list[Paper], int]:
+        size = pool_size(max_papers)
+        plan = plan_search(query.text, pool_size=size)
+        results = [client.search(plan.precise, size).feed.papers]
+        broad = broad_of(query.text)
+        if broad is not None and broad != plan.precise and len(results[0]) < enough(max_papers):
+            results.append(client.search(broad, size).feed.papers)
+        return _merged(results, size), len(results)
+
+    return policy
+
+
+POLICIES: dict[str, Policy] = {
+    "or-all": or_all,
+    "precise": precise_only,
+    "broad": broad_only,
+    "planner": planner,
+    "planner@max_papers": broad_below(lambda m: m, lambda q: plan_search(q, pool_size=1).broad),
+    "precise+or-all": broad_below(pool_size, build_search_query),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    policy: str
+    query: PlannerQuery
+    max_papers: int
+    pool: int
+    requests: int
+    recall: float
+
+
+@contextmanager
+def arxiv_client(server: FakeArxivServer) -> Iterator[ArxivClient]:
+    with httpx.Client() as http:
+        gate = ArxivRateGate(fakeredis.FakeRedis(), 0, key=ARXIV_GATE_KEY)
+        yield ArxivClient(http, server.url, gate, cache=None, timeout_seconds=30.0)
+
+
+def measure(client: ArxivClient, max_papers_values: Sequence[int]) -> list[Run]:
+    runs = []
+    for max_papers in max_papers_values:
+        for query in PLANNER_QUERIES:
+            relevant = set(query.relevant)
+            for name, policy in POLICIES.items():
+                pool, requests = policy(client, query, max_papers)
+                found = relevant & {paper.arxiv_id for paper in pool}
+                runs.append(
+                    Run(name, query, max_papers, len(pool), requests, len(found) / len(relevant))
+                )
+    return runs
+
+
+def print_report(runs: Sequence[Run], corpus_size: int, precise_totals: dict[str, int]) -> None:
+    queries = {run.query.group: 0 for run in runs}
+    for query in PLANNER_QUERIES:
+        queries[query.group] += 1
+    print(f"corpus: {corpus_size} real arXiv records; queries: {queries}")
+    print(f"pool size = max(max_papers, min({CANDIDATE_FACTOR} x max_papers, {MAX_CANDIDATES}))")
+    header = (
+        f"{'max_papers':>10}  {'group':<10}  {'policy':<19}  {'requests/job':>12}"
+        f"  {'one enough':>10}  {'gate s/job':>10}  {'mean pool':>9}  {'pool recall':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    groups = ("keyword", "paraphrase", "all")
+    for max_papers in sorted({run.max_papers for run in runs}):
+        for group in groups:
+            for name in POLICIES:
+                chosen = [
+                    run
+                    for run in runs
+                    if run.max_papers == max_papers
+                    and run.policy == name
+                    and group in ("all", run.query.group)
+                ]
+                requests = statistics.mean(run.requests for run in chosen)
+                one = sum(run.requests == 1 for run in chosen) / len(chosen)
+                print(
+                    f"{max_papers:>10}  {group:<10}  {name:<19}  {requests:>12.2f}"
+                    f"  {one:>10.0%}  {requests * GATE_SECONDS:>10.1f}"
+                    f"  {statistics.mean(run.pool for run in chosen):>9.1f}"
+                    f"  {statistics.mean(run.recall for run in chosen):>11.3f}"
+                )
+        print()
+    first = min(run.max_papers for run in runs)
+    print(
+        f"per query (max_papers {first}): arXiv's total for the precise query,"
+        " the pool recall of each policy, and the planner's requests"
+    )
+    for query in PLANNER_QUERIES:
+        by_policy = {r.policy: r for r in runs if r.query == query and r.max_papers == first}
+        figures = "  ".join(f"{name} {by_policy[name].recall:.2f}" for name in POLICIES)
+        hits = precise_totals[query.text]
+        print(
+            f"  [{query.group[:4]}] {query.text[:44]:<44}  precise total {hits:>3}"
+            f"  {figures}  requests {by_policy['planner'].requests}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="arxiv_metadata folder")
+    parser.add_argument("--max-papers", default="5,10", help="comma-separated max_papers values")
+    args = parser.parse_args(argv)
+    corpus = load_records(args.data)
+    max_papers_values = [int(value) for value in args.max_papers.split(",")]
+    with FakeArxivServer(corpus) as server, arxiv_client(server) as client:
+        runs = measure(client, max_papers_values)
+        precise_totals = {
+            query.text: client.search(
+                plan_search(query.text, pool_size=1).precise, 1
+            ).feed.total_results
+            for query in PLANNER_QUERIES
+        }
+    print_report(runs, len(corpus), precise_totals)
+
+
+if __name__ == "__main__":
+    main()
