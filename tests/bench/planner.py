@@ -2,11 +2,14 @@
 
     .venv/bin/python -m tests.bench.planner
     .venv/bin/python -m tests.bench.planner --data ../shared/data/arxiv_metadata --max-papers 5,10
+    .venv/bin/python -m tests.bench.planner --judgments path/to/relevance_set.json --split tune
 
 The fake arXiv server (tests/support/fake_arxiv.py) serves the real records of
 `--data` (read at run time, never committed): the cs.CL "latest 500" API
-export and the head of the Kaggle metadata snapshot. For each query of
-tests/bench/planner_queries.py and each max_papers, it runs the search stage
+export and the head of the Kaggle metadata snapshot. The queries are the
+evaluation's graded set (tests/eval/relevance_set.json, its tuning half by
+default; a paper graded `--min-grade` or more counts as relevant). For each
+query and each max_papers, it runs the search stage
 as a job does (`tasks.job.search_stage`, the real client, no cache, the gate
 off) and compares it with other ways of filling the candidate pool:
 
@@ -50,20 +53,17 @@ from tasks.constants import ARXIV_GATE_KEY
 from tasks.job import JobState, candidate_count, search_stage, timed_stage
 from tasks.query_planner import plan_search
 from tasks.rate_gate import ArxivRateGate
-from tests.bench.planner_queries import PLANNER_QUERIES, PlannerQuery
 from tests.support.fake_arxiv import CorpusPaper, FakeArxivServer
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "arxiv_metadata"
+DEFAULT_JUDGMENTS = REPO / "tests" / "eval" / "relevance_set.json"
 API_EXPORT = "arxiv_api_cat_cs.CL_latest500_2026-03.json"
 KAGGLE_HEAD = "kaggle_arxiv-metadata-oai-snapshot_head200.jsonl"
 # research-arm's defaults: ARXIV_CANDIDATE_FACTOR and ARXIV_MAX_CANDIDATES.
 CANDIDATE_FACTOR = 3
 MAX_CANDIDATES = 50
 GATE_SECONDS = 3.0
-
-# A policy fills a pool for (query, max_papers): the papers and the requests it took.
-Policy = Callable[[ArxivClient, PlannerQuery, int], tuple[list[Paper], int]]
 
 
 def load_records(data: Path) -> list[CorpusPaper]:
@@ -108,6 +108,33 @@ def load_records(data: Path) -> list[CorpusPaper]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class PlannerQuery:
+    """A request's text, its query group, and the arXiv ids of its relevant papers."""
+
+    text: str
+    relevant: tuple[str, ...]
+    group: str
+
+
+# A policy fills a pool for (query, max_papers): the papers and the requests it took.
+Policy = Callable[[ArxivClient, PlannerQuery, int], tuple[list[Paper], int]]
+
+
+def load_judged_queries(path: Path, split: str, min_grade: int) -> list[PlannerQuery]:
+    """The evaluation's graded queries of one half ("tune", "report" or "all").
+
+    Queries without a paper graded `min_grade` or more are left out: they have
+    no recall to measure.
+    """
+    queries = []
+    for item in json.loads(path.read_text(encoding="utf-8"))["queries"]:
+        relevant = tuple(sorted(i for i, grade in item["grades"].items() if grade >= min_grade))
+        if relevant and split in ("all", item["split"]):
+            queries.append(PlannerQuery(item["query"], relevant, item["group"]))
+    return queries
 
 
 def pool_size(max_papers: int) -> int:
@@ -196,10 +223,12 @@ def arxiv_client(server: FakeArxivServer) -> Iterator[ArxivClient]:
         yield ArxivClient(http, server.url, gate, cache=None, timeout_seconds=30.0)
 
 
-def measure(client: ArxivClient, max_papers_values: Sequence[int]) -> list[Run]:
+def measure(
+    client: ArxivClient, queries: Sequence[PlannerQuery], max_papers_values: Sequence[int]
+) -> list[Run]:
     runs = []
     for max_papers in max_papers_values:
-        for query in PLANNER_QUERIES:
+        for query in queries:
             relevant = set(query.relevant)
             for name, policy in POLICIES.items():
                 pool, requests = policy(client, query, max_papers)
@@ -210,11 +239,17 @@ def measure(client: ArxivClient, max_papers_values: Sequence[int]) -> list[Run]:
     return runs
 
 
-def print_report(runs: Sequence[Run], corpus_size: int, precise_totals: dict[str, int]) -> None:
-    queries = {run.query.group: 0 for run in runs}
-    for query in PLANNER_QUERIES:
-        queries[query.group] += 1
-    print(f"corpus: {corpus_size} real arXiv records; queries: {queries}")
+def print_report(
+    runs: Sequence[Run],
+    queries: Sequence[PlannerQuery],
+    source: str,
+    corpus_size: int,
+    precise_totals: dict[str, int],
+) -> None:
+    counts = {query.group: 0 for query in queries}
+    for query in queries:
+        counts[query.group] += 1
+    print(f"corpus: {corpus_size} real arXiv records; queries: {source}, {counts}")
     print(f"pool size = max(max_papers, min({CANDIDATE_FACTOR} x max_papers, {MAX_CANDIDATES}))")
     header = (
         f"{'max_papers':>10}  {'group':<10}  {'policy':<19}  {'requests/job':>12}"
@@ -247,7 +282,7 @@ def print_report(runs: Sequence[Run], corpus_size: int, precise_totals: dict[str
         f"per query (max_papers {first}): arXiv's total for the precise query,"
         " the pool recall of each policy, and the planner's requests"
     )
-    for query in PLANNER_QUERIES:
+    for query in queries:
         by_policy = {r.policy: r for r in runs if r.query == query and r.max_papers == first}
         figures = "  ".join(f"{name} {by_policy[name].recall:.2f}" for name in POLICIES)
         hits = precise_totals[query.text]
@@ -261,18 +296,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="arxiv_metadata folder")
     parser.add_argument("--max-papers", default="5,10", help="comma-separated max_papers values")
+    parser.add_argument(
+        "--judgments", type=Path, default=DEFAULT_JUDGMENTS, help="the graded relevance set"
+    )
+    parser.add_argument("--split", default="tune", choices=("tune", "report", "all"))
+    parser.add_argument("--min-grade", type=int, default=2, choices=(1, 2, 3))
     args = parser.parse_args(argv)
     corpus = load_records(args.data)
     max_papers_values = [int(value) for value in args.max_papers.split(",")]
+    if not args.judgments.exists():
+        parser.error(f"no graded relevance set at {args.judgments}: pass --judgments PATH")
+    queries = load_judged_queries(args.judgments, args.split, args.min_grade)
+    source = f"{args.judgments.name} ({args.split} half, relevant = grade >= {args.min_grade})"
     with FakeArxivServer(corpus) as server, arxiv_client(server) as client:
-        runs = measure(client, max_papers_values)
+        runs = measure(client, queries, max_papers_values)
         precise_totals = {
             query.text: client.search(
                 plan_search(query.text, pool_size=1).precise, 1
             ).feed.total_results
-            for query in PLANNER_QUERIES
+            for query in queries
         }
-    print_report(runs, len(corpus), precise_totals)
+    print_report(runs, queries, source, len(corpus), precise_totals)
 
 
 if __name__ == "__main__":
