@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 
+from tasks.query_planner import QUERY_SEPARATOR
 from tests.integration.conftest import LLM_MODEL, WorkerFactory
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.fake_openai import FakeOpenAIServer
@@ -185,7 +186,11 @@ def test_transient_arxiv_errors_are_retried_and_the_job_succeeds(
     )
 
     assert response.papers
-    assert len(arxiv_server.requests) == 3
+    # The two faulted attempts repeat the first (precise) query; then one request per
+    # query of the plan (the broad one follows when the precise one finds too few).
+    queries = response.query_used.split(QUERY_SEPARATOR)
+    sent = [request.params["search_query"] for request in arxiv_server.requests]
+    assert sent == [queries[0]] * 3 + queries[1:]
 
 
 def test_an_arxiv_error_feed_fails_the_job_with_arxivs_message(
