@@ -246,7 +246,12 @@ class ResearchResponse(BaseModel):
     total_found: int = Field(
         ge=0, description="arXiv's reported total plus recalled papers not in it."
     )
-    query_used: str = Field(description="The arXiv search_query actually sent.")
+    query_used: str = Field(
+        description=(
+            "The arXiv search_query actually sent. When the precise query found too few"
+            " papers and a broad one followed, both, in that order, joined by ' ; '."
+        )
+    )
     search_time_ms: float
     confidence: Score
     provenance: Provenance
