@@ -119,8 +119,17 @@ class PlannerQuery:
     group: str
 
 
-# A policy fills a pool for (query, max_papers): the papers and the requests it took.
-Policy = Callable[[ArxivClient, PlannerQuery, int], tuple[list[Paper], int]]
+@dataclass(frozen=True)
+class SearchCase:
+    """One job's search: the query, max_papers and the pool size it asks arXiv for."""
+
+    query: PlannerQuery
+    max_papers: int
+    pool: int
+
+
+# A policy fills a case's pool: the papers, and how many arXiv requests it took.
+Policy = Callable[[ArxivClient, SearchCase], tuple[list[Paper], int]]
 
 
 def load_judged_queries(path: Path, split: str, min_grade: int) -> list[PlannerQuery]:
@@ -137,63 +146,58 @@ def load_judged_queries(path: Path, split: str, min_grade: int) -> list[PlannerQ
     return queries
 
 
-def pool_size(max_papers: int) -> int:
-    return candidate_count(max_papers, CANDIDATE_FACTOR, MAX_CANDIDATES)
-
-
 def _merged(results: Sequence[Sequence[Paper]], size: int) -> list[Paper]:
     """The first request's papers, then the next ones' new papers, up to `size` (as the stage)."""
     merged = {paper.arxiv_id: paper for papers in results for paper in papers}
     return list(merged.values())[:size]
 
 
-def or_all(client: ArxivClient, query: PlannerQuery, max_papers: int) -> tuple[list[Paper], int]:
-    return client.search(build_search_query(query.text), pool_size(max_papers)).feed.papers, 1
+def or_all(client: ArxivClient, case: SearchCase) -> tuple[list[Paper], int]:
+    return client.search(build_search_query(case.query.text), case.pool).feed.papers, 1
 
 
-def precise_only(
-    client: ArxivClient, query: PlannerQuery, max_papers: int
-) -> tuple[list[Paper], int]:
-    plan = plan_search(query.text, pool_size=pool_size(max_papers))
+def precise_only(client: ArxivClient, case: SearchCase) -> tuple[list[Paper], int]:
+    plan = plan_search(case.query.text, pool_size=case.pool)
     return client.search(plan.precise, plan.max_results).feed.papers, 1
 
 
-def broad_only(
-    client: ArxivClient, query: PlannerQuery, max_papers: int
-) -> tuple[list[Paper], int]:
-    plan = plan_search(query.text, pool_size=pool_size(max_papers))
+def broad_only(client: ArxivClient, case: SearchCase) -> tuple[list[Paper], int]:
+    plan = plan_search(case.query.text, pool_size=case.pool)
     return client.search(plan.broad or plan.precise, plan.max_results).feed.papers, 1
 
 
-def planner(client: ArxivClient, query: PlannerQuery, max_papers: int) -> tuple[list[Paper], int]:
+def planner(client: ArxivClient, case: SearchCase) -> tuple[list[Paper], int]:
     """The search stage as a job runs it."""
     job = JobState(
         job_id="bench",
-        request=ResearchRequest(query=query.text, max_papers=max_papers),
+        request=ResearchRequest(query=case.query.text, max_papers=case.max_papers),
         accepted_at=datetime.now(UTC),
         embedding_model="none",
         llm_model=None,
     )
     with timed_stage(job, "search", "bench") as timer:
-        results = search_stage(job, client, pool_size(max_papers), timer)
+        results = search_stage(job, client, case.pool, timer)
     return job.candidates, len(results)
 
 
-def broad_below(enough: Callable[[int], int], broad_of: Callable[[str], str | None]) -> Policy:
-    """Precise first; `broad_of(query)` when it returns fewer than `enough(max_papers)`."""
+def broad_below(
+    enough: Callable[[SearchCase], int], broad_of: Callable[[str], str | None]
+) -> Policy:
+    """Precise first; `broad_of(query)` when it returns fewer than `enough(case)` papers."""
 
-    def policy(
-        client: ArxivClient, query: PlannerQuery, max_papers: int
-    ) -> tuple[list[Paper], int]:
-        size = pool_size(max_papers)
-        plan = plan_search(query.text, pool_size=size)
-        results = [client.search(plan.precise, size).feed.papers]
-        broad = broad_of(query.text)
-        if broad is not None and broad != plan.precise and len(results[0]) < enough(max_papers):
-            results.append(client.search(broad, size).feed.papers)
-        return _merged(results, size), len(results)
+    def policy(client: ArxivClient, case: SearchCase) -> tuple[list[Paper], int]:
+        plan = plan_search(case.query.text, pool_size=case.pool)
+        results = [client.search(plan.precise, case.pool).feed.papers]
+        broad = broad_of(case.query.text)
+        if broad is not None and broad != plan.precise and len(results[0]) < enough(case):
+            results.append(client.search(broad, case.pool).feed.papers)
+        return _merged(results, case.pool), len(results)
 
     return policy
+
+
+def _planned_broad(text: str) -> str | None:
+    return plan_search(text, pool_size=1).broad
 
 
 POLICIES: dict[str, Policy] = {
@@ -201,8 +205,8 @@ POLICIES: dict[str, Policy] = {
     "precise": precise_only,
     "broad": broad_only,
     "planner": planner,
-    "planner@max_papers": broad_below(lambda m: m, lambda q: plan_search(q, pool_size=1).broad),
-    "precise+or-all": broad_below(pool_size, build_search_query),
+    "planner@max_papers": broad_below(lambda case: case.max_papers, _planned_broad),
+    "precise+or-all": broad_below(lambda case: case.pool, build_search_query),
 }
 
 
@@ -224,14 +228,18 @@ def arxiv_client(server: FakeArxivServer) -> Iterator[ArxivClient]:
 
 
 def measure(
-    client: ArxivClient, queries: Sequence[PlannerQuery], max_papers_values: Sequence[int]
+    client: ArxivClient,
+    queries: Sequence[PlannerQuery],
+    max_papers_values: Sequence[int],
+    factor: int,
 ) -> list[Run]:
     runs = []
     for max_papers in max_papers_values:
+        size = candidate_count(max_papers, factor, MAX_CANDIDATES)
         for query in queries:
             relevant = set(query.relevant)
             for name, policy in POLICIES.items():
-                pool, requests = policy(client, query, max_papers)
+                pool, requests = policy(client, SearchCase(query, max_papers, size))
                 found = relevant & {paper.arxiv_id for paper in pool}
                 runs.append(
                     Run(name, query, max_papers, len(pool), requests, len(found) / len(relevant))
@@ -245,12 +253,13 @@ def print_report(
     source: str,
     corpus_size: int,
     precise_totals: dict[str, int],
+    factor: int,
 ) -> None:
     counts = {query.group: 0 for query in queries}
     for query in queries:
         counts[query.group] += 1
     print(f"corpus: {corpus_size} real arXiv records; queries: {source}, {counts}")
-    print(f"pool size = max(max_papers, min({CANDIDATE_FACTOR} x max_papers, {MAX_CANDIDATES}))")
+    print(f"pool size = max(max_papers, min({factor} x max_papers, {MAX_CANDIDATES}))")
     header = (
         f"{'max_papers':>10}  {'group':<10}  {'policy':<19}  {'requests/job':>12}"
         f"  {'one enough':>10}  {'gate s/job':>10}  {'mean pool':>9}  {'pool recall':>11}"
@@ -301,6 +310,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--split", default="tune", choices=("tune", "report", "all"))
     parser.add_argument("--min-grade", type=int, default=2, choices=(1, 2, 3))
+    parser.add_argument(
+        "--factor", type=int, default=CANDIDATE_FACTOR, help="ARXIV_CANDIDATE_FACTOR to measure"
+    )
     args = parser.parse_args(argv)
     corpus = load_records(args.data)
     max_papers_values = [int(value) for value in args.max_papers.split(",")]
@@ -309,14 +321,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     queries = load_judged_queries(args.judgments, args.split, args.min_grade)
     source = f"{args.judgments.name} ({args.split} half, relevant = grade >= {args.min_grade})"
     with FakeArxivServer(corpus) as server, arxiv_client(server) as client:
-        runs = measure(client, queries, max_papers_values)
+        runs = measure(client, queries, max_papers_values, args.factor)
         precise_totals = {
             query.text: client.search(
                 plan_search(query.text, pool_size=1).precise, 1
             ).feed.total_results
             for query in queries
         }
-    print_report(runs, queries, source, len(corpus), precise_totals)
+    print_report(runs, queries, source, len(corpus), precise_totals, args.factor)
 
 
 if __name__ == "__main__":
