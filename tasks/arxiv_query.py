@@ -9,6 +9,9 @@ that match more of the words first.
 
     >>> build_search_query("Retrieval-augmented generation for GPT-4", ["cs.CL"])
     '(all:"Retrieval-augmented" OR all:"generation" OR all:"GPT-4") AND cat:cs.CL'
+
+The search stage plans its queries with `tasks.query_planner`, which builds on
+the pieces here (`words_of`, `any_of`, `all_of`, `with_filters`).
 """
 
 from __future__ import annotations

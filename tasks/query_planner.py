@@ -41,8 +41,8 @@ from tasks.arxiv_query import (
     words_of,
 )
 
-# An AND of more terms than this almost never matches anything on arXiv: the
-# precise query keeps the phrases and most specific words up to this many.
+# Each term AND-ed narrows the precise query; past a handful, few papers hold
+# them all. It keeps the phrases and most specific words up to this many.
 MAX_PRECISE_TERMS: Final = 6
 # Longer quoted spans are cut to their first words: a whole sentence in quotes
 # would match only itself.
@@ -147,11 +147,9 @@ def plan_search(
 
     precise = filtered(all_of([term.clause for term in precise_terms]))
     broad = filtered(any_of([term.clause for term in broad_terms]))
-    # One term (or one phrase) OR-ed is the precise query again: nothing more to find.
-    if len(broad_terms) == 1 and broad_terms == precise_terms:
-        broad = precise
     return SearchPlan(
         precise=precise,
+        # One term (or one phrase) OR-ed is the precise query again: nothing more to find.
         broad=None if broad == precise else broad,
         max_results=pool_size,
         enough=pool_size,
