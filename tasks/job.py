@@ -23,6 +23,7 @@ from schemas.research import (
     ResearchRequest,
     ResearchResponse,
     StageRecord,
+    Usage,
 )
 from tasks.arxiv_client import ArxivClient, ArxivSearchResult
 from tasks.arxiv_query import build_search_query
@@ -103,6 +104,10 @@ class JobState(BaseModel):
     stages: list[StageRecord] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     memory: MemoryCounts = Field(default_factory=MemoryCounts)
+    # The job's ledger (provenance.usage): each stage adds what it spends, as
+    # the APIs report it (tasks.usage); a retried stage's failed attempts are
+    # added back by tasks.pipeline.run_stage.
+    usage: Usage = Field(default_factory=Usage)
 
     def add_warning(self, message: str) -> None:
         if message not in self.warnings:
@@ -171,11 +176,10 @@ def search_stage(
     job.search_query = build_search_query(
         request.query, request.categories, request.start_date, request.end_date
     )
-    result = arxiv.search(job.search_query, max_results)
+    result = arxiv.search(job.search_query, max_results, usage=job.usage.arxiv)
     if result.from_cache:
         timer.outcome = "cached"
-    else:
-        job.sources.append(result.request_url)
+    job.sources.append(result.source)
     job.arxiv_total = result.feed.total_results
     searched_ids = {paper.arxiv_id for paper in result.feed.papers}
     job.recalled_beyond_search = len(set(job.recalled_ids) - searched_ids)
@@ -217,6 +221,8 @@ def apply_summaries(job: JobState, batch: SummaryBatch, llm_configured: bool) ->
     for warning in batch.warnings:
         job.add_warning(warning)
     extractive = batch.count("extractive")
+    if batch.over_budget:
+        return "degraded"
     if not llm_configured and extractive:
         job.add_warning("no LLM is configured: every summary is extractive")
         return "degraded"
@@ -273,6 +279,7 @@ def build_response(
         models=ModelNames(llm=job.llm_model, embedding=job.embedding_model),
         stages=job.stages,
         memory=job.memory,
+        usage=job.usage,
         warnings=job.warnings,
     )
     return ResearchResponse(
