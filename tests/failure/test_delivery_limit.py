@@ -153,10 +153,14 @@ def test_a_prefork_child_killed_at_every_delivery_fails_its_job_at_the_limit(
     job = client.submit(REQUEST)
 
     for delivery in (1, 2):
+        calls_before = chat_requests(fresh_stack)
+        # The child runs the stage once its LLM calls are out (received is the parent's word).
         wait_until(
-            lambda d=delivery: summaries_received(worker) >= d,  # type: ignore[misc]
+            lambda d=delivery, n=calls_before: (
+                summaries_received(worker) >= d and chat_requests(fresh_stack) > n
+            ),
             timeout=30,
-            what=f"summarize delivery {delivery}",
+            what=f"summarize delivery {delivery} calling the LLM",
         )
         [child] = child_pids(worker.pid)
         os.kill(child, signal.SIGKILL)

@@ -14,6 +14,7 @@ import pytest
 
 from schemas.research import ResearchResponse
 from tests.failure.conftest import Stack, WorkerFactory
+from tests.failure.tally import FaultRow, wait_for_jobs
 from tests.support import Fault, RecordedRequest
 from worker.client import ResearchClient
 
@@ -74,9 +75,18 @@ def test_a_job_retried_after_a_429_counts_each_call_once(
     fresh_stack.llm.inject(Fault.rate_limited(retry_after=0.2, endpoint=CHAT))
 
     job = client.submit({"query": QUERY, "max_papers": 5})
-    response = client.result(job, timeout=JOB_TIMEOUT)
+    outcomes = wait_for_jobs(fresh_stack.redis_url, [job], timeout=JOB_TIMEOUT)
+    response = ResearchResponse.model_validate(outcomes.response(job))
 
     usage = response.provenance.usage.llm
+    record_fault(
+        FaultRow.of(
+            "LLM 429 during a 5-paper job (summarize retried)",
+            outcomes,
+            note=f"{len(chat_requests(fresh_stack))} chat requests sent, "
+            f"{usage.calls} in provenance.usage",
+        )
+    )
     # Five papers: four answered in the first attempt, one 429, its retry answered.
     assert len(chat_requests(fresh_stack)) == 6
     assert usage.calls == 6
