@@ -19,6 +19,7 @@ import structlog
 from celery import Task, chain, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
+from schemas.research import Usage
 from tasks import job as stages
 from tasks.constants import (
     QUEUE,
@@ -186,8 +187,8 @@ def counted_delivery(task: Task, resources: WorkerResources) -> Iterator[int]:
             log.warning("delivery_count_not_cleared", error=str(exc))
 
 
-def keep_attempt_usage(attempts: AttemptUsage, job: JobState, before: Any) -> None:
-    """Save what this attempt spent for the stage's next attempt (best effort)."""
+def keep_attempt_usage(attempts: AttemptUsage, job: JobState, before: Usage) -> None:
+    """Save what this attempt spent since `before` for the stage's next attempt (best effort)."""
     try:
         attempts.keep(usage_since(job.usage, before))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -198,7 +199,8 @@ def run_stage(
     task: Task, state: JobJson, name: StageName, work: StageWork, *, max_retries: int = 0
 ) -> JobState:
     """Run one stage on the job in `state`: delivery limit, log context, progress, timing,
-    retries, and the usage of earlier attempts of this stage."""
+    retries, and the usage of earlier attempts of this stage.
+    """
     job = JobState.model_validate(state)
     resources = current_resources()
     with job_log_context(job.job_id, task.request.id, name):
