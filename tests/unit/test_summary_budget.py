@@ -103,7 +103,7 @@ def test_a_call_budget_of_two_summarises_the_two_best_papers_and_flags_the_rest(
     )
 
     assert [p.summary_method for p in batch.papers] == ["llm"] * 2 + ["extractive"] * 3
-    assert sent_titles(endpoint) == ["Paper 1", "Paper 2"]
+    assert sorted(sent_titles(endpoint)) == ["Paper 1", "Paper 2"]  # sent together
     assert ledger.calls == 2 and batch.over_budget == 3
     assert batch.warnings == [
         f"summary of {p.arxiv_id} is extractive: the job's LLM budget ran out "
