@@ -92,6 +92,10 @@ class LLMSummarizer:
         self.client = client
         self.model = model
         self.max_tokens = max_tokens
+        # The SDK imports its chat resources on first use, about a second on a
+        # busy machine: resolve them now, as the worker starts, rather than
+        # inside the first job's summarize deadline.
+        self._completions = client.chat.completions
 
     def messages(self, paper: Paper) -> list[dict[str, str]]:
         """The chat messages for `paper`: the paper travels as a JSON value, never as prose."""
@@ -112,7 +116,7 @@ class LLMSummarizer:
         fails; the content itself is checked by `summary_from`.
         """
         try:
-            completion = self.client.chat.completions.create(
+            completion = self._completions.create(
                 model=self.model,
                 messages=self.messages(paper),  # type: ignore[arg-type]
                 max_tokens=self.max_tokens,
