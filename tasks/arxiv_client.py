@@ -19,14 +19,17 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from schemas.research import Paper
+from schemas.research import ArxivUsage, Paper
 from tasks.arxiv_feed import ArxivFeed, arxiv_error_message, parse_feed
 from tasks.arxiv_query import build_query_params
 from tasks.cache import RedisJsonCache
 from tasks.errors import PermanentUpstreamError, TransientUpstreamError
 from tasks.rate_gate import ArxivRateGate
+from tasks.usage import add_arxiv_cache_hit, add_arxiv_request
 
 _SERVICE = "arxiv"
+# provenance.sources names a URL answered from the response cache with this prefix.
+CACHED_SOURCE_PREFIX = "cache:"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class ArxivSearchResult:
     request_url: str  # the full URL with its query string, as sent (for provenance "sources")
     from_cache: bool
     gate_wait_seconds: float  # time spent waiting for the global rate gate; 0 on a cache hit
+
+    @property
+    def source(self) -> str:
+        """The provenance "sources" entry: the URL, prefixed "cache:" when the cache answered."""
+        return CACHED_SOURCE_PREFIX + self.request_url if self.from_cache else self.request_url
 
 
 class _CachedFeed(BaseModel):
@@ -87,12 +95,17 @@ class ArxivClient:
         limited._timeout_seconds = timeout_seconds
         return limited
 
-    def search(self, search_query: str, max_results: int) -> ArxivSearchResult:
+    def search(
+        self, search_query: str, max_results: int, usage: ArxivUsage | None = None
+    ) -> ArxivSearchResult:
         """Fetch the first `max_results` papers for `search_query`, best first.
 
         Args:
             search_query: an arXiv search_query, as built by `build_search_query`.
             max_results: how many entries to ask for (1 to 2000).
+            usage: a job's ledger, if any: the cache hit, or the request and
+                its wait at the gate, are counted as they happen (a request
+                that then fails is counted too).
 
         Raises:
             TransientUpstreamError: timeout, connection failure, HTTP 429 or 5xx,
@@ -111,9 +124,13 @@ class ArxivClient:
 
         cached = self._cached_feed(cache_key)
         if cached is not None:
+            if usage is not None:
+                add_arxiv_cache_hit(usage)
             return ArxivSearchResult(cached, request_url, from_cache=True, gate_wait_seconds=0.0)
 
         waited = self._gate.wait_for_turn()
+        if usage is not None:
+            add_arxiv_request(usage, waited)
         feed = parse_feed(self._fetch(request))
         if not feed.papers and feed.total_results > feed.start_index:
             # arXiv now and then answers a valid, empty page for a query that has

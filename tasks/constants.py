@@ -19,6 +19,10 @@ ARXIV_GATE_KEY: Final = "research-arm:arxiv:next-slot"
 ARXIV_CACHE_PREFIX: Final = "research-arm:arxiv:response:"
 SUMMARY_CACHE_PREFIX: Final = "research-arm:summary:"
 PENDING_STORE_KEY: Final = "research-arm:memory:pending"
+# + "<task id>:<retries>": deliveries of a stage's message not yet finished.
+DELIVERIES_PREFIX: Final = "research-arm:deliveries:"
+# + "<job id>:<stage>": what earlier attempts of a retried stage spent.
+ATTEMPT_USAGE_PREFIX: Final = "research-arm:usage:"
 
 # Bump when the summarisation prompt changes: cached summaries keyed by the
 # old prompt are then no longer reused.

@@ -7,12 +7,15 @@
     │   ├── PermanentUpstreamError arXiv's error feed, HTTP 4xx, unparseable bodies
     │   └── UpstreamUnavailable    a transient error whose retries are spent
     ├── MemoryUnavailable          Qdrant failed; the job degrades, it is not lost
+    ├── DeliveryLimitExceeded      a stage's message came back MAX_DELIVERIES times, its
+    │                              worker having died each time; the job fails, no retry
     └── WorkCancelled              the worker is shutting down; the stage's message goes
                                    back to the queue (never a job's final error)
 
-Celery stores a failure's class name as `exc_type`, so `InvalidRequest` and
-`UpstreamUnavailable` are part of the public contract. Every argument is a
-plain JSON value so the result backend can serialise the exception.
+Celery stores a failure's class name as `exc_type`, so `InvalidRequest`,
+`UpstreamUnavailable` and `DeliveryLimitExceeded` are part of the public
+contract. Every argument is a plain JSON value so the result backend can
+serialise the exception.
 """
 
 from __future__ import annotations
@@ -71,6 +74,34 @@ class UpstreamUnavailable(UpstreamError):
 
 class MemoryUnavailable(ResearchArmError):
     """Qdrant could not be read or written; the job goes on without memory."""
+
+
+class DeliveryLimitExceeded(ResearchArmError):
+    """A stage's message arrived for the `deliveries`-th time, its worker having died each time.
+
+    A message that kills whatever worker runs it (out of memory, a crash in a
+    native library) would otherwise come back forever; this ends its job.
+    `stage` names the task, e.g. "research.summarize". Build one with
+    `for_stage`; the stored arguments are (message, stage, deliveries).
+    """
+
+    def __init__(self, message: str, stage: str, deliveries: int) -> None:
+        super().__init__(message, stage, deliveries)
+        self.message = message
+        self.stage = stage
+        self.deliveries = deliveries
+
+    @classmethod
+    def for_stage(cls, stage: str, deliveries: int) -> DeliveryLimitExceeded:
+        return cls(
+            f"{stage} was delivered {deliveries} times and its worker died during each "
+            f"earlier delivery: the job is stopped (MAX_DELIVERIES={deliveries})",
+            stage,
+            deliveries,
+        )
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class WorkCancelled(ResearchArmError):

@@ -23,6 +23,7 @@ from schemas.research import (
     ResearchRequest,
     ResearchResponse,
     StageRecord,
+    Usage,
 )
 from tasks.arxiv_client import ArxivClient, ArxivSearchResult
 from tasks.citations import apa_reference, bibtex_entry
@@ -103,6 +104,10 @@ class JobState(BaseModel):
     stages: list[StageRecord] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     memory: MemoryCounts = Field(default_factory=MemoryCounts)
+    # The job's ledger (provenance.usage): each stage adds what it spends, as
+    # the APIs report it (tasks.usage); a retried stage's failed attempts are
+    # added back by tasks.pipeline.run_stage.
+    usage: Usage = Field(default_factory=Usage)
 
     def add_warning(self, message: str) -> None:
         if message not in self.warnings:
@@ -193,14 +198,18 @@ def search_stage(
         pool_size=max_results,
     )
     sent = [plan.precise]
-    results = [_within(arxiv, deadline).search(plan.precise, plan.max_results)]
+    results = [
+        _within(arxiv, deadline).search(plan.precise, plan.max_results, usage=job.usage.arxiv)
+    ]
     if plan.broad is not None and plan.needs_broad(len(results[0].feed.papers)):
         sent.append(plan.broad)
-        results.append(_within(arxiv, deadline).search(plan.broad, plan.max_results))
+        results.append(
+            _within(arxiv, deadline).search(plan.broad, plan.max_results, usage=job.usage.arxiv)
+        )
     job.search_query = joined_queries(sent)
     if all(result.from_cache for result in results):
         timer.outcome = "cached"
-    job.sources.extend(result.request_url for result in results if not result.from_cache)
+    job.sources.extend(result.source for result in results)
     # The broad query matches every paper the precise one does: its total is the larger.
     job.arxiv_total = max(result.feed.total_results for result in results)
     searched = {paper.arxiv_id: paper for result in results for paper in result.feed.papers}
@@ -252,6 +261,8 @@ def apply_summaries(job: JobState, batch: SummaryBatch, llm_configured: bool) ->
     for warning in batch.warnings:
         job.add_warning(warning)
     extractive = batch.count("extractive")
+    if batch.over_budget:
+        return "degraded"
     if not llm_configured and extractive:
         job.add_warning("no LLM is configured: every summary is extractive")
         return "degraded"
@@ -308,6 +319,7 @@ def build_response(
         models=ModelNames(llm=job.llm_model, embedding=job.embedding_model),
         stages=job.stages,
         memory=job.memory,
+        usage=job.usage,
         warnings=job.warnings,
     )
     return ResearchResponse(

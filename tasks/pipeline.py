@@ -19,6 +19,7 @@ import structlog
 from celery import Task, chain, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
+from schemas.research import Usage
 from tasks import job as stages
 from tasks.constants import (
     QUEUE,
@@ -29,7 +30,9 @@ from tasks.constants import (
     TASK_STORE,
     TASK_SUMMARIZE,
 )
+from tasks.deliveries import DeliveryCounter
 from tasks.errors import (
+    DeliveryLimitExceeded,
     InvalidRequest,
     TransientUpstreamError,
     UpstreamUnavailable,
@@ -37,7 +40,8 @@ from tasks.errors import (
 )
 from tasks.job import JobState, StageName, StageTimer, timed_stage
 from tasks.retry import retry_countdown
-from tasks.summarizer import summarize_papers
+from tasks.summarizer import LlmBudget, summarize_papers
+from tasks.usage import AttemptUsage, add_usage, usage_since
 from worker.metrics import worker_metrics
 from worker.resources import WorkerResources, current_resources
 from worker.settings import Settings
@@ -152,33 +156,58 @@ def retry_or_give_up(task: Task, exc: TransientUpstreamError, max_retries: int) 
     return retry
 
 
+@contextmanager
+def counted_delivery(task: Task, resources: WorkerResources) -> Iterator[int]:
+    """Count this delivery of the task's message; fail the job at the delivery limit.
+
+    Yields how many deliveries of this message are unfinished, this one
+    included (1 unless earlier ones died with their worker). Raises
+    DeliveryLimitExceeded when that reaches MAX_DELIVERIES; any end of the
+    block, error or not, finishes the delivery (see tasks.deliveries).
+    """
+    request = task.request
+    counter = DeliveryCounter(resources.redis, request.id, request.retries or 0)
+    try:
+        deliveries = counter.check(task.name, resources.settings.max_deliveries)
+    except DeliveryLimitExceeded as exc:
+        worker_metrics().record_delivery_limit(task.name)
+        log.error("delivery_limit_exceeded", task=task.name, deliveries=exc.deliveries)
+        raise
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise give_back(f"redis unavailable: {exc}") from exc
+    if deliveries > 1:
+        log.warning("stage_redelivered", task=task.name, deliveries=deliveries)
+    try:
+        yield deliveries
+    finally:
+        try:
+            counter.finish()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The count stays one too high until it expires: harmless below the limit.
+            log.warning("delivery_count_not_cleared", error=str(exc))
+
+
+def keep_attempt_usage(attempts: AttemptUsage, job: JobState, before: Usage) -> None:
+    """Save what this attempt spent since `before` for the stage's next attempt (best effort)."""
+    try:
+        attempts.keep(usage_since(job.usage, before))
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("attempt_usage_not_kept", error=str(exc))
+
+
 def run_stage(
     task: Task, state: JobJson, name: StageName, work: StageWork, *, max_retries: int = 0
 ) -> JobState:
-    """Run one stage on the job in `state`: log context, progress, timing, retries."""
+    """Run one stage on the job in `state`: delivery limit, log context, progress, timing,
+    retries, and the usage of earlier attempts of this stage.
+    """
     job = JobState.model_validate(state)
     resources = current_resources()
     with job_log_context(job.job_id, task.request.id, name):
         if current_task_cancelled():
             raise give_back("the worker cancelled the stage")
-        report_progress(task, job.job_id, name, 0, 1)
-        try:
-            with timed_stage(job, name, task.request.hostname or "unknown") as timer:
-                work(job, resources, timer)
-        except TransientUpstreamError as exc:
-            raise retry_or_give_up(task, exc, max_retries) from exc
-        except WorkCancelled as exc:
-            raise give_back(str(exc)) from exc
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Redis (rate gate, caches, parked writes) is the broker too: while it
-            # is away nothing can be stored or retried, so the message waits in it.
-            raise give_back(f"redis unavailable: {exc}") from exc
-        except SoftTimeLimitExceeded as exc:
-            soft = resources.settings.task_soft_time_limit_seconds
-            raise UpstreamUnavailable(
-                STAGE_SERVICES[name],
-                f"the {name} stage did not finish within the soft time limit ({soft} s)",
-            ) from exc
+        with counted_delivery(task, resources) as deliveries:
+            _run_attempt(task, job, name, work, resources, max_retries, deliveries)
         record = job.stages[-1]
         worker_metrics().record_stage(record)
         log.info(
@@ -192,17 +221,59 @@ def run_stage(
     return job
 
 
+def _run_attempt(
+    task: Task,
+    job: JobState,
+    name: StageName,
+    work: StageWork,
+    resources: WorkerResources,
+    max_retries: int,
+    deliveries: int,
+) -> None:
+    request = task.request
+    attempts = AttemptUsage(resources.redis, job.job_id, name)
+    # A retry's message carries the job as the stage first received it: what
+    # earlier attempts spent comes back from Redis (nothing to read otherwise).
+    delivery_info = getattr(request, "delivery_info", None) or {}
+    if (request.retries or 0) > 0 or deliveries > 1 or delivery_info.get("redelivered"):
+        try:
+            add_usage(job.usage, attempts.earlier())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise give_back(f"redis unavailable: {exc}") from exc
+    before = job.usage.model_copy(deep=True)
+    report_progress(task, job.job_id, name, 0, 1)
+    try:
+        with timed_stage(job, name, request.hostname or "unknown") as timer:
+            work(job, resources, timer)
+    except TransientUpstreamError as exc:
+        keep_attempt_usage(attempts, job, before)
+        raise retry_or_give_up(task, exc, max_retries) from exc
+    except WorkCancelled as exc:
+        keep_attempt_usage(attempts, job, before)
+        raise give_back(str(exc)) from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Redis (rate gate, caches, parked writes) is the broker too: while it
+        # is away nothing can be stored or retried, so the message waits in it.
+        raise give_back(f"redis unavailable: {exc}") from exc
+    except SoftTimeLimitExceeded as exc:
+        soft = resources.settings.task_soft_time_limit_seconds
+        raise UpstreamUnavailable(
+            STAGE_SERVICES[name],
+            f"the {name} stage did not finish within the soft time limit ({soft} s)",
+        ) from exc
+
+
 @shared_task(bind=True, name=TASK_EXECUTE, throws=(InvalidRequest,), **REPORTS_ITS_OWN_START)
 def execute(self: Task, *args: Any, **kwargs: Any) -> None:
     """Validate the request, then become the job's chain (the job id's result is its response)."""
     job_id = self.request.id
-    with job_log_context(job_id, job_id, "validate"):
+    resources = current_resources()
+    with job_log_context(job_id, job_id, "validate"), counted_delivery(self, resources):
         try:
             request = stages.parse_job_payload(args, kwargs)
         except InvalidRequest as exc:
             log.info("job_rejected", errors=exc.errors)
             raise
-        resources = current_resources()
         summarizer = resources.summarizer
         job = JobState(
             job_id=job_id,
@@ -291,18 +362,26 @@ def summarize(self: Task, state: JobJson) -> JobJson:
             res.summary_cache,
             concurrency=settings.summary_concurrency,
             final_attempt=self.request.retries >= max_retries,
+            job_id=job.job_id,
+            ledger=job.usage.llm,
+            budget=LlmBudget.for_job(job.request.budget, settings.llm_max_tokens_per_job),
             on_progress=ThrottledProgress(self, job.job_id, "summarize", PROGRESS_INTERVAL_SECONDS),
             deadline=stage_deadline(settings),
             cancelled=current_task_cancelled,
             interrupted_by=(SoftTimeLimitExceeded,),
         )
-        worker_metrics().record_summaries(batch, llm_configured=res.summarizer is not None)
+        worker_metrics().record_summaries(
+            batch, model=res.summarizer.model if res.summarizer else None
+        )
         log.info(
             "summaries_done",
             llm_calls=batch.llm_calls,
+            prompt_tokens=batch.usage.prompt_tokens,
+            completion_tokens=batch.usage.completion_tokens,
             cache_hits=batch.cache_hits,
             retryable=len(batch.retryable),
             timed_out=batch.timed_out,
+            over_budget=batch.over_budget,
         )
         if batch.retryable:
             # Papers summarised already are cached: the retry calls only these.

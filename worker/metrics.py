@@ -113,8 +113,23 @@ class WorkerMetrics:
         )
         self.summary_fallbacks = Counter(
             "research_arm_summary_fallbacks",
-            "Papers given an extractive summary, by reason: llm_failed or no_llm.",
+            "Papers given an extractive summary, by reason: llm_failed, no_llm, or budget "
+            "(the job's LLM budget had run out).",
             ["reason"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "research_arm_tokens",
+            "Tokens the APIs reported using, by model and kind: prompt and completion "
+            "(chat, for summaries) or embedding.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.delivery_limit_failures = Counter(
+            "research_arm_delivery_limit_exceeded",
+            "Jobs failed with DeliveryLimitExceeded: a stage's message arrived MAX_DELIVERIES "
+            "times, its worker having died during each earlier delivery; by task.",
+            ["task"],
             registry=r,
         )
         self.summary_cache_hits = Counter(
@@ -149,7 +164,7 @@ class WorkerMetrics:
             self.jobs.labels(outcome)
         for operation in ("recall", "store"):
             self.qdrant_failures.labels(operation)
-        for reason in ("llm_failed", "no_llm"):
+        for reason in ("llm_failed", "no_llm", "budget"):
             self.summary_fallbacks.labels(reason)
 
     def record_stage(self, record: StageRecord) -> None:
@@ -164,14 +179,28 @@ class WorkerMetrics:
         self.arxiv_requests.inc()
         self.arxiv_gate_wait.observe(result.gate_wait_seconds)
 
-    def record_summaries(self, batch: SummaryBatch, *, llm_configured: bool) -> None:
-        """One summarisation pass over a job's papers."""
+    def record_summaries(self, batch: SummaryBatch, *, model: str | None) -> None:
+        """One summarisation pass over a job's papers; `model` is None when no LLM is configured."""
         self.llm_calls.inc(batch.llm_calls)
-        # Every call that did not produce a fresh LLM summary failed.
-        self.llm_failures.inc(max(0, batch.llm_calls - batch.count("llm")))
+        self.llm_failures.inc(batch.llm_failures)
         self.summary_cache_hits.inc(batch.cache_hits)
-        reason = "llm_failed" if llm_configured else "no_llm"
-        self.summary_fallbacks.labels(reason).inc(batch.count("extractive"))
+        if model is None:
+            self.summary_fallbacks.labels("no_llm").inc(batch.count("extractive"))
+            return
+        self.summary_fallbacks.labels("budget").inc(batch.over_budget)
+        self.summary_fallbacks.labels("llm_failed").inc(
+            max(0, batch.count("extractive") - batch.over_budget)
+        )
+        self.tokens.labels(model, "prompt").inc(batch.usage.prompt_tokens)
+        self.tokens.labels(model, "completion").inc(batch.usage.completion_tokens)
+
+    def record_embedding_tokens(self, model: str, tokens: int) -> None:
+        """Tokens an embeddings request reported using."""
+        self.tokens.labels(model, "embedding").inc(tokens)
+
+    def record_delivery_limit(self, task: str) -> None:
+        """A stage's message reached MAX_DELIVERIES: its job failed with DeliveryLimitExceeded."""
+        self.delivery_limit_failures.labels(task).inc()
 
     def record_qdrant_recall(self, *, failed: bool) -> None:
         if failed:

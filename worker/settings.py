@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=300, ge=16)
     summary_concurrency: int = Field(default=20, ge=1)
     summary_cache_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=0)
+    # The operator's ceiling on one job's LLM tokens; a request's own
+    # budget.max_llm_tokens applies too, and the smaller of the two wins.
+    llm_max_tokens_per_job: int | None = Field(default=None, ge=1)
 
     embeddings: Literal["local", "openai"] = "local"
     embedding_model: str = "text-embedding-3-small"
@@ -81,6 +84,9 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=300, ge=1)
     broker_visibility_timeout_seconds: int = Field(default=600, ge=1)
     result_expires_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # A stage's message arriving for this many times, its worker having died
+    # during each earlier delivery, fails its job (DeliveryLimitExceeded).
+    max_deliveries: int = Field(default=3, ge=2)
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=16, ge=1)

@@ -2,8 +2,8 @@
 
 Every case starts from a valid request and breaks one thing: a wrong type, a
 missing or unknown field, a number out of range, an impossible date, a huge or
-control-character string, a payload that is not an object, or arguments that are
-not `kwargs={"request": {...}}` at all.
+control-character string, a bad budget, a payload that is not an object, or
+arguments that are not `kwargs={"request": {...}}` at all.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ FIELDS = frozenset(
         "include_summaries",
         "categories",
         "min_relevance",
+        "sources",
+        "budget",
     }
 )
+BUDGET_FIELDS = ("max_llm_calls", "max_llm_tokens")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,26 @@ control_characters = st.one_of(
     _control.map(lambda c: _request("control character", "categories.0", categories=[f"cs{c}LG"])),
 )
 
+# A budget's caps are positive integers, either or both; no other key.
+invalid_budgets = st.one_of(
+    st.tuples(st.sampled_from(BUDGET_FIELDS), st.integers(max_value=0)).map(
+        lambda item: _request("bad budget", f"budget.{item[0]}", budget={item[0]: item[1]})
+    ),
+    st.tuples(st.sampled_from(BUDGET_FIELDS), json_values.filter(_not_int)).map(
+        lambda item: (
+            _request("bad budget", f"budget.{item[0]}", budget={item[0]: item[1]})
+            if item[1] is not None
+            else _request("bad budget", "budget", budget=[item[0]])
+        )
+    ),
+    st.text(min_size=1, max_size=20)
+    .filter(lambda name: name not in BUDGET_FIELDS)
+    .map(lambda name: _request("bad budget", f"budget.{name}", budget={name: 5})),
+    json_values.filter(lambda v: v is not None and not isinstance(v, dict)).map(
+        lambda v: _request("bad budget", "budget", budget=v)
+    ),
+)
+
 non_dict_requests = json_values.filter(lambda v: not isinstance(v, dict)).map(
     lambda v: InvalidJob("non-object request", "request", {"request": v})
 )
@@ -170,6 +193,7 @@ def invalid_jobs() -> st.SearchStrategy[InvalidJob]:
         impossible_dates,
         huge_strings,
         control_characters,
+        invalid_budgets,
         non_dict_requests,
         bad_arguments,
     )

@@ -24,9 +24,11 @@ SUITE = Path(__file__).resolve().parent
 # The table's order: the process, then Redis, then the upstreams, then input.
 FIRST = (
     "test_worker_loss.py",
+    "test_delivery_limit.py",
     "test_redis_faults.py",
     "test_arxiv_faults.py",
     "test_llm_faults.py",
+    "test_usage_and_budgets.py",
     "test_memory_faults.py",
     "test_time_limits.py",
     "test_bad_input.py",

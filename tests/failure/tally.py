@@ -22,7 +22,9 @@ from qdrant_client import QdrantClient
 
 from tasks.memory import point_id
 
-CLEAR_ERRORS = frozenset({"InvalidRequest", "UpstreamUnavailable", "PermanentUpstreamError"})
+CLEAR_ERRORS = frozenset(
+    {"InvalidRequest", "UpstreamUnavailable", "PermanentUpstreamError", "DeliveryLimitExceeded"}
+)
 FINISHED = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 RESULT_KEY = "celery-task-meta-{}"
 

@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from schemas.research import Paper
 from tasks.cache import RedisJsonCache
 from tasks.errors import WorkCancelled
-from tasks.summarizer import summarize_papers, summary_cache_key
+from tasks.summarizer import ChatAnswer, summarize_papers, summary_cache_key
 from tests.unit.factories import make_paper
 from worker.consumer import missing_task_id
 from worker.redis_tls import redis_ssl_options
@@ -35,10 +35,10 @@ class StubLLM:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def summarize(self, paper: Paper) -> str:
+    def complete(self, paper: Paper) -> ChatAnswer:
         if paper.arxiv_id == HANGING:
             self.release.wait(10)
-        return f"About {paper.arxiv_id}"
+        return ChatAnswer(f"About {paper.arxiv_id}", True, prompt_tokens=9, completion_tokens=3)
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_papers_unanswered_at_the_deadline_get_flagged_extractive_summaries(
     assert batch.warnings == [
         f"summary of {HANGING} is extractive: the LLM did not answer within the stage's time limit"
     ]
-    assert cache.get(summary_cache_key(PAPERS[0], llm.model)) == f"About {ANSWERING}"
+    assert cache.get(summary_cache_key(PAPERS[0], llm.model))["summary"] == f"About {ANSWERING}"
 
 
 def test_a_cancelled_stage_stops_waiting_and_keeps_what_it_received(
@@ -95,7 +95,7 @@ def test_a_cancelled_stage_stops_waiting_and_keeps_what_it_received(
             cancelled=lambda: time.monotonic() > cancel_at,
         )
 
-    assert cache.get(summary_cache_key(PAPERS[0], llm.model)) == f"About {ANSWERING}"
+    assert cache.get(summary_cache_key(PAPERS[0], llm.model))["summary"] == f"About {ANSWERING}"
 
 
 def test_celerys_soft_time_limit_while_waiting_degrades_instead_of_failing(

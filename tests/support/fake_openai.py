@@ -10,6 +10,9 @@
   which the SDK asks for unless told otherwise.
 - `GET /v1/models`: the list of models.
 
+Every answer carries a `usage` field, as OpenAI's do; `reported_usage` lists
+the chat completions' ones, so a test can check what a client counted.
+
 Faults (see `tests.support.Fault`): status (500, 503 with OpenAI's error body;
 429 with Retry-After and retry-after-ms), hang, reset, truncated, malformed (a
 200 whose JSON is cut short), and for chat only `content` / `empty_content`.
@@ -28,6 +31,7 @@ import math
 import re
 import secrets
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +75,19 @@ class FakeOpenAIServer(FakeHTTPServer):
         port: int = 0,
     ) -> None:
         super().__init__(latency_seconds=latency_seconds, host=host, port=port)
+        self._usage_lock = threading.Lock()
+        self._reported_usage: list[dict[str, int]] = []
+
+    @property
+    def reported_usage(self) -> list[dict[str, int]]:
+        """The `usage` of every chat completion answered so far (prompt and completion tokens)."""
+        with self._usage_lock:
+            return list(self._reported_usage)
+
+    def clear(self) -> None:
+        super().clear()
+        with self._usage_lock:
+            self._reported_usage.clear()
 
     @property
     def base_url(self) -> str:
@@ -99,7 +116,14 @@ class FakeOpenAIServer(FakeHTTPServer):
         if route[1] == "/v1/embeddings":
             return _embeddings(body)
         content = fault.text if fault is not None else None
-        return _chat_completion(body, content)
+        reply = _chat_completion(body, content)
+        if reply.status == 200:
+            usage = json.loads(reply.body)["usage"]
+            with self._usage_lock:
+                self._reported_usage.append(
+                    {key: usage[key] for key in ("prompt_tokens", "completion_tokens")}
+                )
+        return reply
 
 
 def _chat_completion(body: dict[str, Any], content: str | None) -> Reply:

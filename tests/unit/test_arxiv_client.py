@@ -14,6 +14,7 @@ import fakeredis
 import httpx
 import pytest
 
+from schemas.research import ArxivUsage
 from tasks.arxiv_client import ArxivClient, parse_retry_after
 from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, ARXIV_GATE_KEY
@@ -405,3 +406,24 @@ def test_retry_after_values() -> None:
     assert parse_retry_after("Mon, 02 Mar 2026 11:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after("-5", now) is None
+
+
+def test_the_jobs_ledger_counts_every_request_sent_and_every_cache_hit(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Given arXiv failing once, then answering, and a job's ledger
+    answers = iter([httpx.Response(503), atom("search_current.xml")])
+    harness = make_harness(lambda request: next(answers))
+    usage = ArxivUsage()
+
+    # When the search fails, is tried again, and then repeated from the cache
+    with pytest.raises(TransientUpstreamError):
+        harness.client.search(QUERY, max_results=4, usage=usage)
+    harness.client.search(QUERY, max_results=4, usage=usage)
+    cached = harness.client.search(QUERY, max_results=4, usage=usage)
+
+    # Then both requests sent are counted, the failed one too, and the hit apart
+    assert (usage.requests, usage.cache_hits) == (2, 1)
+    assert usage.gate_wait_ms == round(sum(harness.slept) * 1000, 3)
+    # And the cached answer's provenance entry says where it came from
+    assert cached.source == "cache:" + cached.request_url

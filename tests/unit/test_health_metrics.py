@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from schemas.research import StageRecord
+from schemas.research import LlmUsage, StageRecord
 from tasks.summarizer import SummaryBatch
 from tests.unit.factories import make_paper
 from worker.metrics import ScrapeValues, SidecarCollector, WorkerMetrics, sidecar_registry
@@ -30,17 +30,35 @@ def test_a_summary_pass_counts_calls_failures_fallbacks_and_cache_hits() -> None
         make_paper(arxiv_id="2401.00001").model_copy(update={"summary_method": "llm"}),
         make_paper(arxiv_id="2401.00002").model_copy(update={"summary_method": "extractive"}),
         make_paper(arxiv_id="2401.00003").model_copy(update={"summary_method": "cached"}),
+        make_paper(arxiv_id="2401.00004").model_copy(update={"summary_method": "extractive"}),
     ]
+    usage = LlmUsage(calls=2, prompt_tokens=120, completion_tokens=30)
 
     metrics.record_summaries(
-        SummaryBatch(papers=papers, llm_calls=2, cache_hits=1), llm_configured=True
+        SummaryBatch(papers=papers, usage=usage, llm_failures=1, cache_hits=1, over_budget=1),
+        model="gpt-test",
     )
 
     assert sample(registry, "research_arm_llm_calls_total") == 2
     assert sample(registry, "research_arm_llm_failures_total") == 1
     assert sample(registry, "research_arm_summary_cache_hits_total") == 1
     assert sample(registry, "research_arm_summary_fallbacks_total", reason="llm_failed") == 1
+    assert sample(registry, "research_arm_summary_fallbacks_total", reason="budget") == 1
     assert sample(registry, "research_arm_summary_fallbacks_total", reason="no_llm") == 0
+    assert sample(registry, "research_arm_tokens_total", model="gpt-test", kind="prompt") == 120
+    assert sample(registry, "research_arm_tokens_total", model="gpt-test", kind="completion") == 30
+
+
+def test_a_delivery_limit_failure_is_counted_by_task() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+
+    metrics.record_delivery_limit("research.summarize")
+
+    assert (
+        sample(registry, "research_arm_delivery_limit_exceeded_total", task="research.summarize")
+        == 1
+    )
 
 
 def test_a_failed_task_fails_its_job_and_an_invalid_request_is_a_rejection() -> None:

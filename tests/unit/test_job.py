@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from schemas.research import ResearchRequest
+from schemas.research import LlmUsage, ResearchRequest
 from tasks.errors import InvalidRequest
 from tasks.job import (
     JobState,
@@ -50,6 +50,24 @@ def test_a_valid_message_gives_the_request() -> None:
         ((), {"request": {"query": "abc", "max_papers": 21}}, "max_papers"),
         ((), {"request": {"query": "x" * 1_000_000}}, "query"),
         ((), {"request": {"query": "abc", "end_date": "2020-13-01"}}, "end_date"),
+        ((), {"request": {"query": "abc", "budget": {"max_llm_calls": 0}}}, "budget.max_llm_calls"),
+        (
+            (),
+            {"request": {"query": "abc", "budget": {"max_llm_tokens": -5}}},
+            "budget.max_llm_tokens",
+        ),
+        (
+            (),
+            {"request": {"query": "abc", "budget": {"max_llm_calls": "2"}}},
+            "budget.max_llm_calls",
+        ),
+        (
+            (),
+            {"request": {"query": "abc", "budget": {"max_llm_calls": 2.0}}},
+            "budget.max_llm_calls",
+        ),
+        ((), {"request": {"query": "abc", "budget": {"max_calls": 2}}}, "budget.max_calls"),
+        ((), {"request": {"query": "abc", "budget": 100}}, "budget"),
     ],
 )
 def test_a_bad_message_is_invalid_request_naming_the_field(
@@ -113,6 +131,18 @@ def test_the_response_carries_provenance_of_every_stage() -> None:
     assert response.provenance.models.llm == "model-a"
     assert response.provenance.confidence == response.confidence
     assert 0.0 < response.confidence <= 1.0
+
+
+def test_the_response_carries_the_jobs_usage_ledger() -> None:
+    state = job(papers=[make_paper()], sources=["cache:http://arxiv.test/api/query?x"])
+    state.usage.llm = LlmUsage(calls=3, prompt_tokens=300, completion_tokens=90)
+    state.usage.arxiv.cache_hits = 1
+
+    provenance = build_response(state).provenance
+
+    assert provenance.usage.llm == LlmUsage(calls=3, prompt_tokens=300, completion_tokens=90)
+    assert provenance.usage.arxiv.cache_hits == 1
+    assert provenance.sources == ["cache:http://arxiv.test/api/query?x"]
 
 
 def test_a_request_survives_the_trip_through_json() -> None:

@@ -195,10 +195,11 @@ def test_a_repeated_search_is_served_from_the_cache_both_queries_included(
     job = new_job("efficient sparse retrieval")
     timer = run_search(job, arxiv)
 
-    # Then arXiv is not asked again, and no URL is reported as called
+    # Then arXiv is not asked again, and both URLs are named as answered by the cache
     assert len(arxiv_server.requests) == 2
     assert timer.outcome == "cached"
-    assert job.sources == []
+    assert len(job.sources) == 2
+    assert all(source.startswith("cache:http") for source in job.sources)
     assert len(job.candidates) == POOL
 
 
