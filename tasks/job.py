@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.research import (
+    CorpusCounts,
     MemoryCounts,
     ModelNames,
     Paper,
@@ -27,14 +28,15 @@ from schemas.research import (
 from tasks.arxiv_client import ArxivClient, ArxivSearchResult
 from tasks.arxiv_query import build_search_query
 from tasks.citations import apa_reference, bibtex_entry
+from tasks.corpus_coverage import CoverageEntry, plan_arxiv_search
 from tasks.embeddings import Embedder
-from tasks.errors import InvalidRequest, MemoryUnavailable
-from tasks.memory import PaperMemory, PendingWrites
+from tasks.errors import InvalidRequest, MemoryUnavailable, UpstreamError
+from tasks.paper_index import PaperIndex, PendingWrites
 from tasks.relevance import job_confidence, rank_candidates
 from tasks.summarizer import SummaryBatch
 from tasks.version import arm_version
 
-# Stored papers less similar to the query than this are not recalled: the
+# Dense hits less similar to the query than this are not recalled: the
 # hashing embedder's cosine for an unrelated paper stays well below it.
 RECALL_MIN_SIMILARITY = 0.3
 
@@ -97,12 +99,18 @@ class JobState(BaseModel):
     papers: list[Paper] = Field(default_factory=list)
     recalled_ids: list[str] = Field(default_factory=list)
     arxiv_total: int = 0
-    # Recalled papers that arXiv's answer did not contain: they add to total_found.
+    # Recalled papers that arXiv's answer did not contain (all of them when
+    # arXiv was not asked): they add to total_found.
     recalled_beyond_search: int = 0
     sources: list[str] = Field(default_factory=list)
     stages: list[StageRecord] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     memory: MemoryCounts = Field(default_factory=MemoryCounts)
+    # The index's completed snapshot ingests and counts; None: no corpus answered.
+    corpus: CorpusCounts | None = None
+    coverage: list[CoverageEntry] = Field(default_factory=list)
+    # Whether the recall stage read the index (requested, configured and reachable).
+    corpus_answered: bool = False
 
     def add_warning(self, message: str) -> None:
         if message not in self.warnings:
@@ -139,39 +147,94 @@ def candidate_count(max_papers: int, factor: int, cap: int) -> int:
     return max(max_papers, min(max_papers * factor, cap))
 
 
-def recall_stage(job: JobState, memory: PaperMemory, timer: StageTimer) -> None:
-    """Candidates from memory; Qdrant being away degrades the job, it does not fail it."""
+def recall_stage(
+    job: JobState, index: PaperIndex, timer: StageTimer, *, limit: int, collection_source: str
+) -> None:
+    """Candidates from the index of papers: hybrid retrieval over the corpus and stored papers.
+
+    Args:
+        job: the job; its request says what to retrieve and whether "corpus" is a source.
+        index: the index of papers.
+        timer: the stage's outcome is set on it.
+        limit: how many candidates to retrieve at most.
+        collection_source: how provenance.sources names the index (`corpus:<collection>`).
+
+    Qdrant being away degrades the job, it does not fail it: arXiv is then
+    asked for everything.
+    """
     request = job.request
+    if "corpus" not in request.sources:
+        timer.outcome = "skipped"
+        return
     try:
-        recalled = memory.recall(
+        recalled = index.recall(
             request.query,
-            limit=request.max_papers,
-            min_score=RECALL_MIN_SIMILARITY,
+            limit=limit,
+            min_similarity=RECALL_MIN_SIMILARITY,
             start_date=request.start_date,
             end_date=request.end_date,
             categories=request.categories,
         )
+        coverage = index.coverage()
+        records = index.count() if coverage else 0
     except MemoryUnavailable as exc:
         job.add_warning(f"memory recall skipped: {exc}")
         timer.outcome = "degraded"
         return
+    job.corpus_answered = True
+    job.coverage = coverage
     job.candidates = recalled
     job.recalled_ids = [paper.arxiv_id for paper in recalled]
+    job.recalled_beyond_search = len(recalled)  # until arXiv's answer says otherwise
     job.memory.recalled = len(recalled)
+    if coverage:
+        job.corpus = CorpusCounts(
+            records=records,
+            watermark=max(entry.watermark for entry in coverage),
+            hits=len(recalled),
+        )
+    if recalled:
+        job.sources.append(collection_source)
 
 
 def search_stage(
-    job: JobState, arxiv: ArxivClient, max_results: int, timer: StageTimer
-) -> ArxivSearchResult:
-    """Search arXiv (through the shared gate and cache) and merge with the recalled papers.
+    job: JobState,
+    arxiv: ArxivClient,
+    max_results: int,
+    timer: StageTimer,
+    *,
+    final_attempt: bool = True,
+) -> ArxivSearchResult | None:
+    """Search arXiv for what the index cannot hold, and merge with the recalled papers.
 
-    Returns the search's result, for metrics (cache hit, time at the rate gate).
+    arXiv is asked only for dates after the corpus's watermark, or for the
+    whole request when the corpus does not cover it (see
+    `tasks.corpus_coverage.plan_arxiv_search`). When arXiv fails on the
+    `final_attempt` and the corpus answered, the job goes on with the
+    corpus's papers and a warning instead of failing.
+
+    Returns the search's result, for metrics (cache hit, time at the rate
+    gate), or None when arXiv was not asked or did not answer.
     """
     request = job.request
+    window = plan_arxiv_search(request, job.coverage, corpus_answered=job.corpus_answered)
+    if not window.call:
+        timer.outcome = "skipped"
+        return None
     job.search_query = build_search_query(
-        request.query, request.categories, request.start_date, request.end_date
+        request.query, request.categories, window.start_date, window.end_date
     )
-    result = arxiv.search(job.search_query, max_results)
+    try:
+        result = arxiv.search(job.search_query, max_results)
+    except UpstreamError as exc:
+        if not (final_attempt and job.corpus is not None):
+            raise
+        job.add_warning(
+            f"arXiv did not answer ({exc}): papers newer than the corpus watermark "
+            f"{job.corpus.watermark} were not searched"
+        )
+        timer.outcome = "degraded"
+        return None
     if result.from_cache:
         timer.outcome = "cached"
     else:
@@ -231,7 +294,7 @@ def drop_summaries(job: JobState) -> None:
 
 
 def store_stage(
-    job: JobState, memory: PaperMemory, pending: PendingWrites, timer: StageTimer
+    job: JobState, memory: PaperIndex, pending: PendingWrites, timer: StageTimer
 ) -> None:
     """One batch upsert of the kept papers; parked in Redis if Qdrant is away."""
     try:
@@ -251,8 +314,8 @@ def method_description(job: JobState) -> str:
     if job.request.include_summaries:
         summaries = f"llm:{job.llm_model}" if job.llm_model else "extractive"
     return (
-        f"qdrant-recall + arxiv-search + rank(bm25 0.6, {job.embedding_model} 0.4) "
-        f"+ summaries({summaries})"
+        f"qdrant-recall(dense+bm25, rrf) + arxiv-search "
+        f"+ rank(bm25 0.6, {job.embedding_model} 0.4) + summaries({summaries})"
     )
 
 
@@ -273,6 +336,7 @@ def build_response(
         models=ModelNames(llm=job.llm_model, embedding=job.embedding_model),
         stages=job.stages,
         memory=job.memory,
+        corpus=job.corpus,
         warnings=job.warnings,
     )
     return ResearchResponse(

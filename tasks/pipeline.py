@@ -233,9 +233,17 @@ def job_chain(job: JobState) -> Any:
 
 @shared_task(bind=True, name=TASK_RECALL, **PASS_ON_ONLY)
 def recall(self: Task, state: JobJson) -> JobJson:
+    settings = current_resources().settings
+
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        stages.recall_stage(job, res.memory, timer)
-        worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
+        # As many candidates from the index as arXiv would be asked for.
+        limit = stages.candidate_count(
+            job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
+        )
+        source = f"corpus:{settings.qdrant_collection}"
+        stages.recall_stage(job, res.memory, timer, limit=limit, collection_source=source)
+        if timer.outcome != "skipped":
+            worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
 
     return run_stage(self, state, "recall", work).model_dump(mode="json")
 
@@ -254,8 +262,13 @@ def search(self: Task, state: JobJson) -> JobJson:
         time_left = deadline - time.monotonic()
         limited = time_left < settings.arxiv_timeout_seconds
         arxiv = res.arxiv.with_timeout(max(0.1, time_left)) if limited else res.arxiv
+        # On the last attempt, or with no time left for another, a job the
+        # corpus answered goes on without arXiv.
+        final_attempt = limited or self.request.retries >= settings.arxiv_max_retries
         try:
-            worker_metrics().record_arxiv_search(stages.search_stage(job, arxiv, count, timer))
+            result = stages.search_stage(job, arxiv, count, timer, final_attempt=final_attempt)
+            if result is not None:
+                worker_metrics().record_arxiv_search(result)
         except TransientUpstreamError as exc:
             if limited and time.monotonic() >= deadline:
                 raise UpstreamUnavailable(
