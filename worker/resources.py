@@ -69,7 +69,7 @@ def open_qdrant(settings: Settings) -> QdrantClient:
     return QdrantClient(path=str(path))
 
 
-def _openai_client(settings: Settings) -> openai.OpenAI:
+def openai_client_for(settings: Settings) -> openai.OpenAI:
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
     # One connection per concurrent summary, kept alive between jobs.
     pool = settings.summary_concurrency * max(1, settings.worker_concurrency)
@@ -129,7 +129,7 @@ def build_resources(settings: Settings) -> WorkerResources:
         settings.arxiv_timeout_seconds,
     )
     needs_openai = settings.llm_configured or settings.embeddings == "openai"
-    openai_client = _openai_client(settings) if needs_openai else None
+    openai_client = openai_client_for(settings) if needs_openai else None
     summarizer = (
         LLMSummarizer(openai_client, settings.llm_model, settings.llm_max_tokens)
         if openai_client is not None and settings.llm_configured and settings.llm_model
