@@ -9,11 +9,11 @@ from pathlib import Path
 
 import fakeredis
 import pytest
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from tasks.embeddings import HashingEmbedder
 from tasks.errors import MemoryUnavailable
-from tasks.paper_index import PaperIndex, PendingWrites, point_id
+from tasks.paper_index import EmbeddingModelMismatch, PaperIndex, PendingWrites, point_id
 from tests.unit.factories import make_paper
 
 COLLECTION = "research_papers"
@@ -169,3 +169,73 @@ def test_a_parked_write_stays_parked_while_qdrant_is_away() -> None:
 
     assert pending.size() == 1
     away.close()
+
+
+def test_bm25_finds_a_paper_whose_vector_is_too_far_for_the_dense_side(
+    memory: PaperIndex,
+) -> None:
+    # A long abstract about something else dilutes the hashed vector; the rare
+    # word still brings the paper in through its sparse BM25 vector.
+    rare = make_paper(
+        "2401.00003",
+        title="Medieval tax records of Flanders",
+        abstract="An archival study of tax ledgers kept by towns; one mentions zeolites once.",
+    )
+    memory.store([rare, make_paper("2401.00001")], query="q", job_id="job-1")
+
+    recalled = memory.recall("zeolites", limit=5, min_similarity=0.9)
+
+    assert [paper.arxiv_id for paper in recalled] == ["2401.00003"]
+
+
+def test_stored_vectors_are_given_back_for_the_same_version_only(memory: PaperIndex) -> None:
+    paper = make_paper("2401.00001")
+    memory.store([paper], query="q", job_id="job-1")
+
+    same = memory.stored_vectors([paper])
+    newer = memory.stored_vectors([paper.model_copy(update={"version": 2})])
+
+    assert list(same) == ["2401.00001"] and len(same["2401.00001"]) == 384
+    assert newer == {}
+
+
+def test_a_worker_of_another_model_is_refused_with_what_to_do(
+    qdrant_path: Path, memory: PaperIndex
+) -> None:
+    memory.store([make_paper()], query="q", job_id="job-1")
+    memory.close()
+    other = PaperIndex(
+        lambda: QdrantClient(path=str(qdrant_path)),
+        COLLECTION,
+        HashingEmbedder(dimension=128),
+        summary_model=None,
+    )
+
+    with pytest.raises(EmbeddingModelMismatch) as refused:
+        other.verify_model()
+    other.close()
+
+    message = str(refused.value)
+    assert "local-hashing-v1-384" in message and "local-hashing-v1-128" in message
+    assert "QDRANT_COLLECTION" in message and "EMBEDDING_MODEL" in message
+
+
+def test_a_collection_from_before_the_hybrid_index_is_refused(qdrant_path: Path) -> None:
+    client = QdrantClient(path=str(qdrant_path))
+    client.create_collection(
+        COLLECTION,
+        vectors_config={
+            "local-hashing-v1-384": models.VectorParams(size=384, distance=models.Distance.COSINE)
+        },
+    )
+    client.close()
+    index = PaperIndex(
+        lambda: QdrantClient(path=str(qdrant_path)),
+        COLLECTION,
+        HashingEmbedder(),
+        summary_model=None,
+    )
+
+    with pytest.raises(EmbeddingModelMismatch, match="no BM25 vector"):
+        index.verify_model()
+    index.close()
