@@ -111,6 +111,8 @@ class JobState(BaseModel):
     coverage: list[CoverageEntry] = Field(default_factory=list)
     # Whether the recall stage read the index (requested, configured and reachable).
     corpus_answered: bool = False
+    # How provenance.sources names the index, once it gave candidates (after arXiv's URLs).
+    index_source: str | None = None
 
     def add_warning(self, message: str) -> None:
         if message not in self.warnings:
@@ -194,7 +196,7 @@ def recall_stage(
             hits=len(recalled),
         )
     if recalled:
-        job.sources.append(collection_source)
+        job.index_source = collection_source
 
 
 def search_stage(
@@ -330,7 +332,7 @@ def build_response(
         version=arm_version(),
         job_id=job.job_id,
         timestamp=finished_at,
-        sources=job.sources,
+        sources=[*job.sources, *([job.index_source] if job.index_source else [])],
         method=method_description(job),
         confidence=confidence,
         models=ModelNames(llm=job.llm_model, embedding=job.embedding_model),
