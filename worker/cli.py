@@ -72,6 +72,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--via-queue", action="store_true", help="send chunks to the workers on the queue"
     )
+    ingest.add_argument(
+        "--chunk-lines", type=int, default=None, help="lines per batch (default 64, queue 256)"
+    )
     ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
     corpus_status = corpus_commands.add_parser("status", help="what the index holds")
     corpus_status.add_argument("--json", action="store_true", help="print JSON")
@@ -142,7 +145,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace, settings: Settings) -> int:
-    from tasks.corpus_ingest import SnapshotFilter
+    from tasks.corpus_ingest import DEFAULT_BATCH_LINES, SnapshotFilter
     from worker import corpus_commands as corpus
 
     if args.corpus_command == "status":
@@ -172,9 +175,19 @@ def _corpus(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         if args.via_queue:
-            summary = corpus.ingest_via_queue(settings, args.paths, snapshot_filter)
+            summary = corpus.ingest_via_queue(
+                settings,
+                args.paths,
+                snapshot_filter,
+                chunk_lines=args.chunk_lines or corpus.QUEUE_CHUNK_LINES,
+            )
         else:
-            summary = corpus.ingest_here(settings, args.paths, snapshot_filter)
+            summary = corpus.ingest_here(
+                settings,
+                args.paths,
+                snapshot_filter,
+                batch_lines=args.chunk_lines or DEFAULT_BATCH_LINES,
+            )
     except MemoryUnavailable as exc:
         hint = (
             ""
