@@ -25,10 +25,12 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
+from tasks.embeddings import content_words
 from tasks.relevance import BM25_B, BM25_K1
-from tasks.relevance import _terms as search_terms  # the ranker's terms, so both agree
+from tasks.relevance import _stem as stem  # the ranker's stemming, so both agree on terms
 
 # The length (in terms) of a typical indexed paper, title twice plus abstract.
 # BM25 penalises longer documents relative to this; it is fixed rather than
@@ -51,6 +53,18 @@ def term_index(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=4).digest(), "big")
 
 
+# A pure function of the word, memoised: stemming and hashing each word of
+# each record was most of an ingest's time outside the embedder, and a
+# language's common words are few.
+@lru_cache(maxsize=1 << 17)
+def _word_index(word: str) -> int:
+    return term_index(stem(word))
+
+
+def _term_indices(text: str) -> list[int]:
+    return [_word_index(word) for word in content_words(text)]
+
+
 def document_text(title: str, abstract: str) -> str:
     """What a paper's BM25 weights are computed from (the title twice, as the ranker does)."""
     return f"{title}\n{title}\n{abstract}"
@@ -58,7 +72,7 @@ def document_text(title: str, abstract: str) -> str:
 
 def document_terms(title: str, abstract: str) -> SparseTerms:
     """The BM25-saturated weight of each term of the paper; empty if it has no content word."""
-    counts = Counter(term_index(term) for term in search_terms(document_text(title, abstract)))
+    counts = Counter(_term_indices(document_text(title, abstract)))
     length = sum(counts.values())
     penalty = BM25_K1 * (1.0 - BM25_B + BM25_B * length / AVERAGE_DOCUMENT_TERMS)
     indices = sorted(counts)
@@ -68,5 +82,5 @@ def document_terms(title: str, abstract: str) -> SparseTerms:
 
 def query_terms(query: str) -> SparseTerms:
     """Weight 1 on each distinct term of `query` (a term repeated in a query counts once)."""
-    indices = sorted({term_index(term) for term in search_terms(query)})
+    indices = sorted(set(_term_indices(query)))
     return SparseTerms(indices, [1.0] * len(indices))

@@ -106,13 +106,14 @@ class NoisyEmbedder:
         return result
 
 
-def synthetic_papers(sample: list[Paper], count: int, seed: int) -> list[Paper]:
-    rng = random.Random(seed)
+def synthetic_papers(sample: list[Paper], count: int, first: int) -> list[Paper]:
+    """`count` papers numbered from `first` (their ids), reproducibly random."""
+    rng = random.Random(first)
     words = [w for p in sample for w in f"{p.title} {p.abstract}".split()]
     start = date(2007, 4, 1)
     categories = sorted({c for p in sample for c in p.categories})
     papers = []
-    for n in range(count):
+    for n in range(first, first + count):
         template = sample[n % len(sample)]
         day = start + timedelta(days=rng.randrange(6000))
         papers.append(
@@ -143,7 +144,7 @@ def retrieval_child(size: int, queries: int, store: Path) -> dict[str, float]:
     loaded = time.perf_counter()
     batch = 1000
     for first in range(0, size, batch):
-        index.store_snapshot(synthetic_papers(sample, min(batch, size - first), seed=first))
+        index.store_snapshot(synthetic_papers(sample, min(batch, size - first), first))
     load_seconds = time.perf_counter() - loaded
     rng = random.Random(1)
     texts = [p.title for p in sample]
