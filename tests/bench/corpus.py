@@ -3,10 +3,15 @@
     .venv/bin/python -m tests.bench.corpus                        # 10 000 and 100 000 records
     .venv/bin/python -m tests.bench.corpus --sizes 10000 --queries 200
     .venv/bin/python -m tests.bench.corpus --cases ingest
+    .venv/bin/python -m tests.bench.corpus --cases job --jobs 10
 
 `ingest`: real records (the shared snapshot sample, its 200 lines repeated
 under new ids up to --ingest-records) through `ingest_snapshot` with the
 embedder the settings choose (EMBEDDINGS), in this process.
+
+`job`: a real worker over the ingested sample, the fake LLM answering in
+500 ms, jobs whose date range ends before the watermark (no arXiv call), 5
+papers each, summary cache emptied before each; submit-to-result p50.
 
 `retrieval`: per size, one embedded (local mode) store in a fresh child
 process, filled with synthetic papers: vectors of the sample's real records
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -79,6 +85,79 @@ def ingest_case(records: int, work_dir: Path) -> str:
     return (
         f"ingest, one process, embedder {embedder.name}: {summary.counts.ingested} records "
         f"in {summary.seconds:.1f} s = {rate:,.0f} records/s"
+    )
+
+
+# --- a job over the corpus ---------------------------------------------------------
+
+
+def job_case(jobs: int, work_dir: Path) -> str:
+    """Jobs answered by the corpus alone (end date before the watermark), LLM 500 ms, 5 papers."""
+    import redis
+
+    from tasks.constants import SUMMARY_CACHE_PREFIX
+    from tests.support.fake_arxiv import FakeArxivServer
+    from tests.support.fake_openai import FakeOpenAIServer
+    from tests.support.worker_process import WorkerProcess
+    from worker.client import ResearchClient
+    from worker.local_redis import RedisServer
+
+    env = {"QDRANT_PATH": str(work_dir / "job-qdrant"), "DATA_DIR": str(work_dir / "job-data")}
+    subprocess.run(
+        [sys.executable, "-m", "worker.cli", "corpus", "ingest", str(SHARED_SAMPLE)],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    server = RedisServer(data_dir=work_dir / "redis")
+    server.start()
+    titles = [p.title for p in sample_papers()]
+    wall, reported, arxiv_requests = [], [], 0
+    stages: dict[str, list[float]] = {}
+    try:
+        with FakeArxivServer() as arxiv, FakeOpenAIServer(latency_seconds=0.5) as llm:
+            worker = WorkerProcess(
+                env={
+                    **env,
+                    "REDIS_URL": server.url,
+                    "ARXIV_API_URL": arxiv.url,
+                    "OPENAI_BASE_URL": llm.base_url,
+                    "OPENAI_API_KEY": "sk-bench",
+                    "LLM_MODEL": "bench-llm",
+                },
+                log_path=work_dir / "job-worker.log",
+            )
+            worker.start()
+            client = ResearchClient.from_url(server.url)
+            plain = redis.Redis.from_url(server.url)
+            try:
+                for n in range(jobs + 1):
+                    # Fresh summaries each time: the LLM's 500 ms is part of every job.
+                    for key in plain.scan_iter(f"{SUMMARY_CACHE_PREFIX}*"):
+                        plain.delete(key)
+                    started = time.perf_counter()
+                    job_id = client.submit(
+                        {"query": titles[n * 7 % len(titles)], "end_date": "2007-03-31"}
+                    )
+                    response = client.result(job_id, timeout=60)
+                    if n:  # the first job opens the store and warms the worker
+                        wall.append((time.perf_counter() - started) * 1000)
+                        reported.append(response.search_time_ms)
+                        for stage in response.provenance.stages:
+                            stages.setdefault(stage.name, []).append(stage.duration_ms)
+            finally:
+                client.close()
+                plain.close()
+                worker.stop()
+            arxiv_requests = len(arxiv.requests)
+    finally:
+        server.stop()
+    return (
+        f"job over the corpus (200 records), 5 papers, LLM 500 ms, {jobs} jobs: "
+        f"submit-to-result p50 {statistics.median(wall):.0f} ms, max {max(wall):.0f} ms; "
+        f"search_time_ms p50 {statistics.median(reported):.0f}; arXiv requests {arxiv_requests}\n"
+        "  stage p50 ms: "
+        + ", ".join(f"{name} {statistics.median(ms):.0f}" for name, ms in stages.items())
     )
 
 
@@ -202,7 +281,8 @@ def retrieval_case(sizes: Sequence[int], queries: int, work_dir: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.corpus", description=__doc__)
-    parser.add_argument("--cases", default="ingest,retrieval")
+    parser.add_argument("--cases", default="ingest,retrieval,job")
+    parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--ingest-records", type=int, default=2000)
@@ -220,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         work_dir = Path(tmp)
         if "ingest" in cases:
             print(ingest_case(args.ingest_records, work_dir), flush=True)
+        if "job" in cases:
+            print(job_case(args.jobs, work_dir), flush=True)
         if "retrieval" in cases:
             sizes = [int(size) for size in args.sizes.split(",")]
             print(retrieval_case(sizes, args.queries, work_dir), flush=True)
