@@ -36,7 +36,14 @@ def ingest_chunk(
 def ingest_commit(
     self: Task, categories: list[str], since: str | None, watermark: str
 ) -> list[dict[str, Any]]:
-    """Record a completed ingest's coverage in the index; returns the coverage now recorded."""
-    index = current_resources().memory
+    """Record a completed ingest's coverage in the index; returns the coverage now recorded.
+
+    The worker's status file (what its sidecar reports) is refreshed too.
+    """
+    from worker.corpus_admin import refresh_status_file
+
+    resources = current_resources()
     entry = _filter(categories, since).coverage(date.fromisoformat(watermark))
-    return [e.model_dump(mode="json") for e in index.record_coverage(entry)]
+    coverage = resources.memory.record_coverage(entry)
+    refresh_status_file(resources.memory, resources.settings)
+    return [e.model_dump(mode="json") for e in coverage]

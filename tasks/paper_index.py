@@ -430,12 +430,13 @@ class PaperIndex:
             to_write[pid] = paper
         if not to_write:
             return SnapshotWrite(0, unchanged)
-        reused = {
-            pid: vector
-            for pid, paper in to_write.items()
-            for previous, vector in [existing.get(pid, ({}, None))]
-            if vector is not None and previous.get("version") == paper.version
-        }
+        # A paper stored in the same version keeps its dense vector: the
+        # embedding model is the costly part of a write.
+        reused: dict[str, list[float]] = {}
+        for pid, paper in to_write.items():
+            previous, vector = existing.get(pid, ({}, None))
+            if vector is not None and previous.get("version") == paper.version:
+                reused[pid] = vector
         missing = [pid for pid in to_write if pid not in reused]
         embedded = self.embedder.embed([embedding_text(to_write[pid]) for pid in missing])
         dense = {**reused, **dict(zip(missing, embedded, strict=True))}

@@ -241,9 +241,8 @@ def ingest_via_queue(
     finally:
         progress.finish()
         app.close()
-    summary = IngestSummary(totals, time.monotonic() - started, resumed, coverage)
-    _update_status_file_after_queue(settings, summary)
-    return summary
+    # The worker that ran research.ingest_commit refreshed its status file.
+    return IngestSummary(totals, time.monotonic() - started, resumed, coverage)
 
 
 def _send_file(
@@ -290,23 +289,6 @@ def _send_file(
         reader.close()
     checkpoint.done = True
     save_checkpoint(checkpoints, path, snapshot_filter, checkpoint)
-
-
-def _update_status_file_after_queue(settings: Settings, summary: IngestSummary) -> None:
-    # The workers hold the store; the status file is updated from what they reported.
-    previous = read_corpus_status(settings.data_dir)
-    if previous is None or not summary.coverage:
-        return
-    write_corpus_status(
-        settings.data_dir,
-        previous.model_copy(
-            update={
-                "records": previous.records + summary.counts.ingested,
-                "coverage": summary.coverage,
-                "watermark": max(entry.watermark for entry in summary.coverage),
-            }
-        ),
-    )
 
 
 def read_status(settings: Settings) -> tuple[CorpusStatus | None, str | None]:
