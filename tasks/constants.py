@@ -10,6 +10,9 @@ TASK_SEARCH: Final = "research.search"
 TASK_RANK: Final = "research.rank"
 TASK_SUMMARIZE: Final = "research.summarize"
 TASK_STORE: Final = "research.store"
+# Snapshot ingest spread over the workers (`research-arm corpus ingest --via-queue`).
+TASK_INGEST_CHUNK: Final = "research.ingest_chunk"
+TASK_INGEST_COMMIT: Final = "research.ingest_commit"
 
 STAGES: Final = ("recall", "search", "rank", "summarize", "store")
 

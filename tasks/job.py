@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.research import (
+    CorpusCounts,
     MemoryCounts,
     ModelNames,
     Paper,
@@ -27,15 +28,16 @@ from schemas.research import (
 )
 from tasks.arxiv_client import ArxivClient, ArxivSearchResult
 from tasks.citations import apa_reference, bibtex_entry
+from tasks.corpus_coverage import CoverageEntry, plan_arxiv_search
 from tasks.embeddings import Embedder
-from tasks.errors import InvalidRequest, MemoryUnavailable
-from tasks.memory import PaperMemory, PendingWrites
+from tasks.errors import InvalidRequest, MemoryUnavailable, UpstreamError
+from tasks.paper_index import PaperIndex, PendingWrites
 from tasks.query_planner import joined_queries, plan_search
 from tasks.relevance import job_confidence, rank_candidates
 from tasks.summarizer import SummaryBatch
 from tasks.version import arm_version
 
-# Stored papers less similar to the query than this are not recalled: the
+# Dense hits less similar to the query than this are not recalled: the
 # hashing embedder's cosine for an unrelated paper stays well below it.
 RECALL_MIN_SIMILARITY = 0.3
 
@@ -98,7 +100,8 @@ class JobState(BaseModel):
     papers: list[Paper] = Field(default_factory=list)
     recalled_ids: list[str] = Field(default_factory=list)
     arxiv_total: int = 0
-    # Recalled papers that arXiv's answer did not contain: they add to total_found.
+    # Recalled papers that arXiv's answer did not contain (all of them when
+    # arXiv was not asked): they add to total_found.
     recalled_beyond_search: int = 0
     sources: list[str] = Field(default_factory=list)
     stages: list[StageRecord] = Field(default_factory=list)
@@ -108,6 +111,13 @@ class JobState(BaseModel):
     # the APIs report it (tasks.usage); a retried stage's failed attempts are
     # added back by tasks.pipeline.run_stage.
     usage: Usage = Field(default_factory=Usage)
+    # The index's completed snapshot ingests and counts; None: no corpus answered.
+    corpus: CorpusCounts | None = None
+    coverage: list[CoverageEntry] = Field(default_factory=list)
+    # Whether the recall stage read the index (requested, configured and reachable).
+    corpus_answered: bool = False
+    # How provenance.sources names the index, once it gave candidates (after arXiv's URLs).
+    index_source: str | None = None
 
     def add_warning(self, message: str) -> None:
         if message not in self.warnings:
@@ -144,25 +154,54 @@ def candidate_count(max_papers: int, factor: int, cap: int) -> int:
     return max(max_papers, min(max_papers * factor, cap))
 
 
-def recall_stage(job: JobState, memory: PaperMemory, timer: StageTimer) -> None:
-    """Candidates from memory; Qdrant being away degrades the job, it does not fail it."""
+def recall_stage(
+    job: JobState, index: PaperIndex, timer: StageTimer, *, limit: int, collection_source: str
+) -> None:
+    """Candidates from the index of papers: hybrid retrieval over the corpus and stored papers.
+
+    Args:
+        job: the job; its request says what to retrieve and whether "corpus" is a source.
+        index: the index of papers.
+        timer: the stage's outcome is set on it.
+        limit: how many candidates to retrieve at most.
+        collection_source: how provenance.sources names the index (`corpus:<collection>`).
+
+    Qdrant being away degrades the job, it does not fail it: arXiv is then
+    asked for everything.
+    """
     request = job.request
+    if "corpus" not in request.sources:
+        timer.outcome = "skipped"
+        return
     try:
-        recalled = memory.recall(
+        recalled = index.recall(
             request.query,
-            limit=request.max_papers,
-            min_score=RECALL_MIN_SIMILARITY,
+            limit=limit,
+            min_similarity=RECALL_MIN_SIMILARITY,
             start_date=request.start_date,
             end_date=request.end_date,
             categories=request.categories,
         )
+        coverage = index.coverage()
+        records = index.count() if coverage else 0
     except MemoryUnavailable as exc:
         job.add_warning(f"memory recall skipped: {exc}")
         timer.outcome = "degraded"
         return
+    job.corpus_answered = True
+    job.coverage = coverage
     job.candidates = recalled
     job.recalled_ids = [paper.arxiv_id for paper in recalled]
+    job.recalled_beyond_search = len(recalled)  # until arXiv's answer says otherwise
     job.memory.recalled = len(recalled)
+    if coverage:
+        job.corpus = CorpusCounts(
+            records=records,
+            watermark=max(entry.watermark for entry in coverage),
+            hits=len(recalled),
+        )
+    if recalled:
+        job.index_source = collection_source
 
 
 def search_stage(
@@ -172,42 +211,65 @@ def search_stage(
     timer: StageTimer,
     *,
     deadline: float | None = None,
+    final_attempt: bool = True,
 ) -> list[ArxivSearchResult]:
-    """Search arXiv (through the shared gate and cache) and merge with the recalled papers.
+    """Search arXiv for what the index cannot hold, and merge with the recalled papers.
 
-    The precise query goes first; the broad one only when the precise one
-    returns fewer than `max_results` papers (see `tasks.query_planner`). Of the
-    broad answer, only papers the precise one lacked are added, up to
-    `max_results` in all. `query_used` lists the queries sent, QUERY_SEPARATOR
-    between them.
+    arXiv is asked only for dates after the corpus's watermark, or for the
+    whole request when the corpus does not cover it (see
+    `tasks.corpus_coverage.plan_arxiv_search`). Within that window the precise
+    query goes first; the broad one only when the precise one returns fewer
+    than `max_results` papers (see `tasks.query_planner`). Of the broad
+    answer, only papers the precise one lacked are added, up to `max_results`
+    in all. `query_used` lists the queries sent, QUERY_SEPARATOR between them.
 
     Args:
         max_results: the pool size, how many candidates arXiv should supply.
         deadline: a `time.monotonic()` value by which the stage must stop waiting:
             each request's timeout is cut to the time left (at least 0.1 s).
+        final_attempt: no retry follows; when arXiv fails now and the corpus
+            answered, the job goes on with the corpus's papers and a warning.
 
     Returns:
-        Each search's result in order, for metrics (cache hit, time at the rate gate).
+        Each search's result in order, for metrics (cache hit, time at the rate
+        gate); empty when arXiv was not asked or did not answer.
     """
     request = job.request
+    window = plan_arxiv_search(request, job.coverage, corpus_answered=job.corpus_answered)
+    if not window.call:
+        timer.outcome = "skipped"
+        return []
     plan = plan_search(
         request.query,
         request.categories,
-        request.start_date,
-        request.end_date,
+        window.start_date,
+        window.end_date,
         pool_size=max_results,
     )
     sent = [plan.precise]
-    results = [
-        _within(arxiv, deadline).search(plan.precise, plan.max_results, usage=job.usage.arxiv)
-    ]
-    if plan.broad is not None and plan.needs_broad(len(results[0].feed.papers)):
-        sent.append(plan.broad)
-        results.append(
-            _within(arxiv, deadline).search(plan.broad, plan.max_results, usage=job.usage.arxiv)
-        )
     job.search_query = joined_queries(sent)
-    if all(result.from_cache for result in results):
+    results: list[ArxivSearchResult] = []
+    try:
+        results.append(
+            _within(arxiv, deadline).search(plan.precise, plan.max_results, usage=job.usage.arxiv)
+        )
+        if plan.broad is not None and plan.needs_broad(len(results[0].feed.papers)):
+            sent.append(plan.broad)
+            job.search_query = joined_queries(sent)
+            results.append(
+                _within(arxiv, deadline).search(plan.broad, plan.max_results, usage=job.usage.arxiv)
+            )
+    except UpstreamError as exc:
+        if not (final_attempt and job.corpus is not None):
+            raise
+        job.add_warning(
+            f"arXiv did not answer ({exc}): papers newer than the corpus watermark "
+            f"{job.corpus.watermark} were not searched"
+        )
+        timer.outcome = "degraded"
+        if not results:
+            return []
+    if all(result.from_cache for result in results) and timer.outcome != "degraded":
         timer.outcome = "cached"
     job.sources.extend(result.source for result in results)
     # The broad query matches every paper the precise one does: its total is the larger.
@@ -277,7 +339,7 @@ def drop_summaries(job: JobState) -> None:
 
 
 def store_stage(
-    job: JobState, memory: PaperMemory, pending: PendingWrites, timer: StageTimer
+    job: JobState, memory: PaperIndex, pending: PendingWrites, timer: StageTimer
 ) -> None:
     """One batch upsert of the kept papers; parked in Redis if Qdrant is away."""
     try:
@@ -297,8 +359,8 @@ def method_description(job: JobState) -> str:
     if job.request.include_summaries:
         summaries = f"llm:{job.llm_model}" if job.llm_model else "extractive"
     return (
-        f"qdrant-recall + arxiv-search + rank(bm25 0.6, {job.embedding_model} 0.4) "
-        f"+ summaries({summaries})"
+        f"qdrant-recall(dense+bm25, rrf) + arxiv-search "
+        f"+ rank(bm25 0.6, {job.embedding_model} 0.4) + summaries({summaries})"
     )
 
 
@@ -313,13 +375,14 @@ def build_response(
         version=arm_version(),
         job_id=job.job_id,
         timestamp=finished_at,
-        sources=job.sources,
+        sources=[*job.sources, *([job.index_source] if job.index_source else [])],
         method=method_description(job),
         confidence=confidence,
         models=ModelNames(llm=job.llm_model, embedding=job.embedding_model),
         stages=job.stages,
         memory=job.memory,
         usage=job.usage,
+        corpus=job.corpus,
         warnings=job.warnings,
     )
     return ResearchResponse(

@@ -304,9 +304,17 @@ def job_chain(job: JobState) -> Any:
 
 @shared_task(bind=True, name=TASK_RECALL, **PASS_ON_ONLY)
 def recall(self: Task, state: JobJson) -> JobJson:
+    settings = current_resources().settings
+
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        stages.recall_stage(job, res.memory, timer)
-        worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
+        # As many candidates from the index as arXiv would be asked for.
+        limit = stages.candidate_count(
+            job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
+        )
+        source = f"corpus:{settings.qdrant_collection}"
+        stages.recall_stage(job, res.memory, timer, limit=limit, collection_source=source)
+        if timer.outcome != "skipped":
+            worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
 
     return run_stage(self, state, "recall", work).model_dump(mode="json")
 
@@ -321,9 +329,15 @@ def search(self: Task, state: JobJson) -> JobJson:
         count = stages.candidate_count(
             job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
         )
+        # On the last attempt, or with no time left for another, a job the
+        # corpus answered goes on without arXiv.
+        no_time_left = deadline - time.monotonic() < settings.arxiv_timeout_seconds
+        final_attempt = no_time_left or self.request.retries >= settings.arxiv_max_retries
         try:
             # Each request gets arXiv's own timeout, or less when the task's time runs out first.
-            for result in stages.search_stage(job, res.arxiv, count, timer, deadline=deadline):
+            for result in stages.search_stage(
+                job, res.arxiv, count, timer, deadline=deadline, final_attempt=final_attempt
+            ):
                 worker_metrics().record_arxiv_search(result)
         except TransientUpstreamError as exc:
             if time.monotonic() >= deadline:

@@ -18,7 +18,7 @@ from worker.logs import configure_logging
 from worker.metrics import enable_multiprocess, worker_metrics
 from worker.settings import load_settings
 
-app = Celery("research_arm", include=["tasks.pipeline"])
+app = Celery("research_arm", include=["tasks.pipeline", "tasks.corpus_tasks"])
 app.add_defaults(lambda: celery_config(load_settings()))
 install_heartbeat(app)
 
@@ -49,6 +49,16 @@ def _open_resources_for_threads(sender: Any, **_: Any) -> None:
 @signals.worker_shutdown.connect
 def _close_resources(**_: Any) -> None:
     resources.close_resources()
+
+
+@signals.worker_init.connect
+def _refuse_another_embedding_model(**_: Any) -> None:
+    # In the main process, before any task: a collection written with another
+    # model would fail every recall and store. SystemExit is not caught by
+    # Celery's signal dispatch, so the worker stops here with the reason.
+    from worker.corpus_admin import check_index_at_start
+
+    check_index_at_start(load_settings())
 
 
 @signals.worker_init.connect

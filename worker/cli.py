@@ -61,6 +61,24 @@ def _build_parser() -> argparse.ArgumentParser:
     result.add_argument("job_id")
     result.add_argument("--timeout", type=float, default=None)
 
+    corpus = commands.add_parser("corpus", help="the local index of arXiv's metadata snapshot")
+    corpus_commands = corpus.add_subparsers(dest="corpus_command", required=True)
+    ingest = corpus_commands.add_parser(
+        "ingest", help="ingest arXiv metadata snapshot files (.jsonl, .jsonl.gz); resumable"
+    )
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.add_argument("--categories", help="keep these categories: cs.CL,cs.LG or cs.*")
+    ingest.add_argument("--since", help="keep papers first submitted on or after YYYY-MM-DD")
+    ingest.add_argument(
+        "--via-queue", action="store_true", help="send chunks to the workers on the queue"
+    )
+    ingest.add_argument(
+        "--chunk-lines", type=int, default=None, help="lines per batch (default 64, queue 256)"
+    )
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
+    corpus_status = corpus_commands.add_parser("status", help="what the index holds")
+    corpus_status.add_argument("--json", action="store_true", help="print JSON")
+
     commands.add_parser("capabilities", help="print the capability manifest")
     schemas = commands.add_parser("schemas", help="write the JSON Schema files")
     schemas.add_argument("--dir", type=Path, default=None)
@@ -96,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.sidecar import serve
 
         return serve(settings, host=args.host, port=args.port)
+    if args.command == "corpus":
+        return _corpus(args, settings)
     from worker.client import ResearchClient
 
     try:
@@ -121,6 +141,68 @@ def _schemas(args: argparse.Namespace) -> int:
 
     for path in write_schema_files(args.dir or SCHEMA_DIR):
         print(path)
+    return 0
+
+
+def _corpus(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.corpus_ingest import DEFAULT_BATCH_LINES, SnapshotFilter
+    from worker import corpus_commands as corpus
+
+    if args.corpus_command == "status":
+        status, note = corpus.read_status(settings)
+        if note:
+            print(f"research-arm: {note}", file=sys.stderr)
+        if status is None:
+            return 1
+        if args.json:
+            print(status.model_dump_json(indent=2))
+        else:
+            for key, value in status.model_dump(mode="json", exclude={"coverage"}).items():
+                print(f"{key}: {value}")
+        return 0
+    try:
+        snapshot_filter = SnapshotFilter(
+            corpus.parse_categories(args.categories), corpus.parse_since(args.since)
+        )
+    except ValueError as exc:
+        print(f"research-arm: --since: {exc}", file=sys.stderr)
+        return 2
+    missing = [str(path) for path in args.paths if not path.is_file()]
+    if missing:
+        print(f"research-arm: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    from tasks.errors import MemoryUnavailable
+
+    try:
+        if args.via_queue:
+            summary = corpus.ingest_via_queue(
+                settings,
+                args.paths,
+                snapshot_filter,
+                chunk_lines=args.chunk_lines or corpus.QUEUE_CHUNK_LINES,
+            )
+        else:
+            summary = corpus.ingest_here(
+                settings,
+                args.paths,
+                snapshot_filter,
+                batch_lines=args.chunk_lines or DEFAULT_BATCH_LINES,
+            )
+    except MemoryUnavailable as exc:
+        hint = (
+            ""
+            if settings.qdrant_url
+            else " (is a worker holding the embedded store? stop it, or use --via-queue)"
+        )
+        print(f"research-arm: ingest stopped, resumable: {exc}{hint}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"research-arm: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(corpus.summary_json(summary), indent=2))
+    else:
+        print(corpus.summary_text(summary), file=sys.stderr)
     return 0
 
 

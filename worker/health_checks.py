@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from schemas.health import DependencyHealth, HealthStatus
+from tasks.corpus_coverage import CorpusStatus
 from tasks.rate_gate import ArxivRateGate
 from worker.heartbeat_file import Heartbeat
 from worker.logs import redact_text
@@ -181,6 +182,23 @@ def check_qdrant_path(path: Path) -> DependencyHealth:
     if ancestor.is_dir() and os.access(ancestor, os.W_OK | os.X_OK):
         return DependencyHealth(status="ok", detail=f"embedded store {path} not created yet")
     return DependencyHealth(status="down", detail=f"cannot create the embedded store {path}")
+
+
+def corpus_health(status: CorpusStatus | None) -> DependencyHealth:
+    """The corpus as the worker or the last ingest recorded it in DATA_DIR (no store opened).
+
+    No corpus is not a fault: jobs then search arXiv for everything.
+    """
+    if status is None or not status.coverage:
+        return DependencyHealth(status="ok", detail="no corpus ingested: jobs search arXiv")
+    return DependencyHealth(
+        status="ok",
+        detail=(
+            f"{status.records} papers in {status.collection}, watermark "
+            f"{status.watermark}, model {status.embedding_model} "
+            f"(as of {status.updated_at.isoformat(timespec='seconds')})"
+        ),
+    )
 
 
 def llm_health(configured: bool, model: str | None) -> DependencyHealth:

@@ -23,7 +23,7 @@ from tasks.arxiv_client import ArxivClient
 from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX
 from tasks.embeddings import Embedder, HashingEmbedder, OpenAIEmbedder
-from tasks.memory import PaperMemory, PendingWrites
+from tasks.paper_index import PaperIndex, PendingWrites, ServerLayout
 from tasks.rate_gate import ArxivRateGate
 from tasks.summarizer import LLMSummarizer
 from worker.settings import Settings
@@ -40,7 +40,8 @@ class WorkerResources:
     summarizer: LLMSummarizer | None
     summary_cache: RedisJsonCache
     embedder: Embedder
-    memory: PaperMemory
+    # The index of papers (corpus and job-stored); the recall and store stages use it.
+    memory: PaperIndex
     pending_writes: PendingWrites
 
     def close(self) -> None:
@@ -68,7 +69,7 @@ def open_qdrant(settings: Settings) -> QdrantClient:
     return QdrantClient(path=str(path))
 
 
-def _openai_client(settings: Settings) -> openai.OpenAI:
+def openai_client_for(settings: Settings) -> openai.OpenAI:
     api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
     # One connection per concurrent summary, kept alive between jobs.
     pool = settings.summary_concurrency * max(1, settings.worker_concurrency)
@@ -81,6 +82,27 @@ def _openai_client(settings: Settings) -> openai.OpenAI:
             timeout=settings.llm_timeout_seconds,
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
         ),
+    )
+
+
+def build_embedder(settings: Settings, openai_client: openai.OpenAI | None) -> Embedder:
+    """The embedder the settings name (`openai_client` is needed for EMBEDDINGS=openai)."""
+    if openai_client is not None and settings.embeddings == "openai":
+        return OpenAIEmbedder(openai_client, settings.embedding_model)
+    return HashingEmbedder()
+
+
+def build_paper_index(
+    settings: Settings, embedder: Embedder, *, summary_model: str | None
+) -> PaperIndex:
+    """The index of papers in the Qdrant the settings name (opened on first use)."""
+    return PaperIndex(
+        lambda: open_qdrant(settings),
+        settings.qdrant_collection,
+        embedder,
+        summary_model=summary_model,
+        # A server holds the fleet's corpus of millions of papers: quantized vectors in RAM.
+        server_layout=ServerLayout() if settings.qdrant_url else None,
     )
 
 
@@ -107,22 +129,15 @@ def build_resources(settings: Settings) -> WorkerResources:
         settings.arxiv_timeout_seconds,
     )
     needs_openai = settings.llm_configured or settings.embeddings == "openai"
-    openai_client = _openai_client(settings) if needs_openai else None
+    openai_client = openai_client_for(settings) if needs_openai else None
     summarizer = (
         LLMSummarizer(openai_client, settings.llm_model, settings.llm_max_tokens)
         if openai_client is not None and settings.llm_configured and settings.llm_model
         else None
     )
-    embedder: Embedder = (
-        OpenAIEmbedder(openai_client, settings.embedding_model)
-        if openai_client is not None and settings.embeddings == "openai"
-        else HashingEmbedder()
-    )
-    memory = PaperMemory(
-        lambda: open_qdrant(settings),
-        settings.qdrant_collection,
-        embedder,
-        summary_model=summarizer.model if summarizer else None,
+    embedder = build_embedder(settings, openai_client)
+    memory = build_paper_index(
+        settings, embedder, summary_model=summarizer.model if summarizer else None
     )
     return WorkerResources(
         settings=settings,

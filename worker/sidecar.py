@@ -6,6 +6,7 @@ worker's heartbeat file and Redis instead of asking the worker over the broker).
 
     GET /livez         200 while the worker's heartbeat is fresh; reads one file, nothing else
     GET /readyz        200 while the worker consumes and Redis and Qdrant answer
+                       (the corpus is reported, not required)
     GET /health        HealthStatus with per-dependency detail (503 when unhealthy)
     GET /capabilities  the CapabilityManifest with both JSON Schemas
     GET /metrics       Prometheus text: the worker processes' metrics and the queue
@@ -33,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.health import DependencyHealth
 from tasks.constants import PENDING_STORE_KEY, QUEUE
+from tasks.corpus_coverage import read_corpus_status
 from tasks.rate_gate import ArxivRateGate
 from tasks.version import arm_version
 from worker import health_checks as checks
@@ -110,6 +112,7 @@ class Sidecar:
                     "worker": checks.worker_health(alive, beat).model_dump(),
                     "redis": redis_health.model_dump(),
                     "qdrant": qdrant.model_dump(),
+                    "corpus": self._check_corpus().model_dump(),
                 },
             },
         )
@@ -121,6 +124,7 @@ class Sidecar:
             "worker": checks.worker_health(alive, beat),
             "redis": redis_health,
             "qdrant": self._check_qdrant(),
+            "corpus": self._check_corpus(),
             "llm": checks.llm_health(self.settings.llm_configured, self.settings.llm_model),
             "arxiv_gate": self._check_gate(redis_health)[0],
         }
@@ -187,6 +191,11 @@ class Sidecar:
                 settings.qdrant_url, api_key, settings.health_check_timeout_seconds
             )
         return checks.check_qdrant_path(settings.effective_qdrant_path)
+
+    def _check_corpus(self) -> DependencyHealth:
+        # A file the worker and `corpus ingest` write: the embedded store is
+        # file-locked by the worker and never opened here.
+        return checks.corpus_health(read_corpus_status(self.settings.data_dir))
 
     def _check_gate(self, redis_health: DependencyHealth) -> tuple[DependencyHealth, float | None]:
         if self._gate is None or redis_health.status != "ok":

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from qdrant_client import QdrantClient
 
-from tasks.memory import point_id
+from tasks.paper_index import point_id
 
 CLEAR_ERRORS = frozenset(
     {"InvalidRequest", "UpstreamUnavailable", "PermanentUpstreamError", "DeliveryLimitExceeded"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from tasks.memory import point_id
+from tasks.paper_index import point_id
 from tests.integration.conftest import WorkerFactory
 from tests.support.fake_openai import FakeOpenAIServer, Fault
 from worker.client import ResearchClient

@@ -126,8 +126,12 @@ def test_a_repeated_job_calls_neither_arxiv_nor_the_llm_again(
     assert [p.arxiv_id for p in second.papers] == [p.arxiv_id for p in first.papers]
     assert [p.summary for p in second.papers] == [p.summary for p in first.papers]
     assert {p.summary_method for p in second.papers} == {"cached"}
-    # The papers still came from somewhere: arXiv's answer, served from the cache.
-    assert second.provenance.sources == ["cache:" + source for source in first.provenance.sources]
+    # The papers still came from somewhere: arXiv's answer, served from the cache,
+    # and the index that recalled them.
+    assert second.provenance.sources == [
+        *("cache:" + source for source in first.provenance.sources if source.startswith("http")),
+        "corpus:research_papers",
+    ]
     assert second.provenance.usage.llm.calls == 0
 
 

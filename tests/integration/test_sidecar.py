@@ -135,6 +135,7 @@ def test_a_healthy_worker_is_alive_ready_healthy_and_described(
         "worker": "ok",
         "redis": "ok",
         "qdrant": "ok",
+        "corpus": "ok",
         "llm": "ok",
         "arxiv_gate": "ok",
     }

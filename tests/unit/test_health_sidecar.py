@@ -80,7 +80,7 @@ def test_a_fresh_consuming_worker_is_alive_ready_and_healthy(
     assert sidecar.readyz().status == 200
     health = HealthStatus.model_validate_json(sidecar.health().body)
     assert health.status == "healthy" and health.arm_id == "research"
-    assert set(health.dependencies) == {"worker", "redis", "qdrant", "llm", "arxiv_gate"}
+    assert set(health.dependencies) == {"worker", "redis", "qdrant", "corpus", "llm", "arxiv_gate"}
 
 
 def test_a_stale_heartbeat_is_dead_unready_and_unhealthy(
@@ -276,3 +276,35 @@ def test_flower_takes_credentials_and_persistence_from_settings(
     assert launch.env["FLOWER_PERSISTENT"] == "true"
     assert launch.env["FLOWER_DB"].endswith("flower.db")
     assert launch.url.endswith(":15555")
+
+
+def test_the_corpus_is_reported_from_its_status_file_and_never_gates_readiness(
+    settings: Settings, sidecar: Sidecar
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from tasks.corpus_coverage import CorpusStatus, CoverageEntry, write_corpus_status
+
+    beat_at(settings, NOW - 2)
+    without = body(sidecar.readyz().body)
+    write_corpus_status(
+        settings.data_dir,
+        CorpusStatus(
+            collection="research_papers",
+            embedding_model="local-hashing-v1-384",
+            records=200,
+            watermark=date(2007, 4, 2),
+            coverage=[CoverageEntry(watermark=date(2007, 4, 2))],
+            bytes_on_disk=1000,
+            updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+    )
+    ready = sidecar.readyz()
+    health = HealthStatus.model_validate_json(sidecar.health().body)
+
+    assert without["status"] == "ready"
+    assert without["checks"]["corpus"]["detail"] == "no corpus ingested: jobs search arXiv"  # type: ignore[index]
+    assert ready.status == 200
+    assert health.dependencies["corpus"].status == "ok"
+    assert "200 papers" in health.dependencies["corpus"].detail
+    assert "watermark 2007-04-02" in health.dependencies["corpus"].detail

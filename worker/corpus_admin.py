@@ -1,0 +1,86 @@
+"""The index of papers seen from outside a job: opened on its own, checked, reported.
+
+`research-arm corpus ingest` and `corpus status` open the index without the
+rest of a worker's clients (no Redis needed); a worker checks at start-up
+that the collection was written with its embedding model; both leave a
+status file in DATA_DIR that the health sidecar reads instead of opening a
+file-locked embedded store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+
+from tasks.corpus_coverage import CorpusStatus, directory_bytes, write_corpus_status
+from tasks.errors import MemoryUnavailable
+from tasks.paper_index import EmbeddingModelMismatch, PaperIndex
+from worker.resources import build_embedder, build_paper_index, openai_client_for
+from worker.settings import Settings
+
+log = structlog.get_logger("research_arm.corpus")
+
+
+def open_standalone_index(settings: Settings) -> PaperIndex:
+    """The index with the worker's embedder, for the CLI (Qdrant is opened on first use)."""
+    openai_client = openai_client_for(settings) if settings.embeddings == "openai" else None
+    embedder = build_embedder(settings, openai_client)
+    return build_paper_index(settings, embedder, summary_model=None)
+
+
+def corpus_status(index: PaperIndex, settings: Settings) -> CorpusStatus:
+    """What the index holds now.
+
+    Raises:
+        MemoryUnavailable: Qdrant failed (an embedded store held by a running
+            worker among the causes).
+    """
+    coverage = index.coverage()
+    return CorpusStatus(
+        collection=index.collection,
+        embedding_model=index.recorded_model(),
+        records=index.count(),
+        watermark=max((entry.watermark for entry in coverage), default=None),
+        coverage=coverage,
+        bytes_on_disk=(
+            None
+            if settings.qdrant_url
+            else directory_bytes(settings.effective_qdrant_path / "collection" / index.collection)
+        ),
+        updated_at=datetime.now(UTC),
+    )
+
+
+def refresh_status_file(index: PaperIndex, settings: Settings) -> CorpusStatus | None:
+    """Write the index's status where the sidecar reads it; None if Qdrant did not answer."""
+    try:
+        status = corpus_status(index, settings)
+    except MemoryUnavailable as exc:
+        log.warning("corpus_status_unavailable", error=str(exc))
+        return None
+    write_corpus_status(settings.data_dir, status)
+    return status
+
+
+def check_index_at_start(settings: Settings) -> None:
+    """Refuse to start a worker whose embedding model differs from the collection's.
+
+    Writes the status file on the way. Qdrant being unreachable is no reason
+    to refuse: jobs degrade and the index comes back when Qdrant does.
+
+    Raises:
+        SystemExit: the collection holds another model's vectors (the message
+            says what to do).
+    """
+    index = open_standalone_index(settings)
+    try:
+        index.verify_model()
+        refresh_status_file(index, settings)
+    except EmbeddingModelMismatch as exc:
+        log.error("index_model_mismatch", error=str(exc))
+        raise SystemExit(f"research-arm: refusing to start: {exc}") from exc
+    except MemoryUnavailable as exc:
+        log.warning("index_check_skipped", error=str(exc))
+    finally:
+        index.close()
