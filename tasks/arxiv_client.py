@@ -30,6 +30,10 @@ from tasks.usage import add_arxiv_cache_hit, add_arxiv_request
 _SERVICE = "arxiv"
 # provenance.sources names a URL answered from the response cache with this prefix.
 CACHED_SOURCE_PREFIX = "cache:"
+# A query arXiv reports no result for is cached briefly: long enough that a
+# repeat job does not spend a gate slot on it again, short enough that one of
+# arXiv's rare empty flukes does not stick.
+EMPTY_ANSWER_TTL_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,9 @@ class ArxivClient:
             raise TransientUpstreamError(
                 _SERVICE, f"empty page although arXiv reports {feed.total_results} results"
             )
-        # An empty answer is not cached either: if it was one of those flukes it
-        # would stick for the cache's whole lifetime.
-        if self._cache is not None and feed.papers:
-            self._cache.set(cache_key, _to_cache(feed))
+        if self._cache is not None:
+            ttl = None if feed.papers else EMPTY_ANSWER_TTL_SECONDS
+            self._cache.set(cache_key, _to_cache(feed), ttl_seconds=ttl)
         return ArxivSearchResult(feed, request_url, from_cache=False, gate_wait_seconds=waited)
 
     def _cached_feed(self, cache_key: str) -> ArxivFeed | None:

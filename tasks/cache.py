@@ -57,11 +57,15 @@ class RedisJsonCache:
             return [self.get(key) for key in keys]
         return [_decode(raw) for raw in raw_values]
 
-    def set(self, key: str, value: Any) -> None:
-        """Cache `value` (anything `json.dumps` accepts) under `key` for the TTL."""
+    def set(self, key: str, value: Any, *, ttl_seconds: int | None = None) -> None:
+        """Cache `value` (anything `json.dumps` accepts) under `key`.
+
+        `ttl_seconds` shortens the cache's TTL for this value (never lengthens it).
+        """
         if not self.enabled:
             return
-        self._redis.set(self._prefix + key, _encode(value), ex=self._ttl_seconds)
+        ttl = self._ttl_seconds if ttl_seconds is None else min(ttl_seconds, self._ttl_seconds)
+        self._redis.set(self._prefix + key, _encode(value), ex=max(1, ttl))
 
     def set_many(self, items: Mapping[str, Any]) -> None:
         """Cache every key and value of `items`, each with the TTL, in one round trip."""

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from schemas.research import ArxivUsage
-from tasks.arxiv_client import ArxivClient, parse_retry_after
+from tasks.arxiv_client import EMPTY_ANSWER_TTL_SECONDS, ArxivClient, parse_retry_after
 from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, ARXIV_GATE_KEY
 from tasks.errors import PermanentUpstreamError, TransientUpstreamError
@@ -182,14 +182,20 @@ def test_without_a_cache_every_search_asks_arxiv(make_harness: Callable[..., Har
     assert len(harness.arxiv.requests) == 2
 
 
-def test_an_empty_result_is_returned_but_not_cached(make_harness: Callable[..., Harness]) -> None:
+def test_an_empty_result_is_cached_only_briefly(make_harness: Callable[..., Harness]) -> None:
+    # Given a query arXiv has no result for
     harness = make_harness(lambda request: atom("empty.xml"))
-
     first = harness.client.search(QUERY, max_results=10)
-    harness.client.search(QUERY, max_results=10)
 
+    # When the same search comes again
+    second = harness.client.search(QUERY, max_results=10)
+
+    # Then the cache answers, but keeps the empty answer for minutes, not hours
     assert (first.feed.total_results, first.feed.papers) == (0, [])
-    assert len(harness.arxiv.requests) == 2
+    assert second.from_cache is True
+    assert len(harness.arxiv.requests) == 1
+    key = ARXIV_CACHE_PREFIX + hashlib.sha256(first.request_url.encode()).hexdigest()
+    assert 0 < harness.redis.ttl(key) <= EMPTY_ANSWER_TTL_SECONDS
 
 
 def test_an_empty_page_of_a_query_with_results_is_worth_a_retry(
