@@ -19,6 +19,7 @@ ARXIV_GATE_KEY: Final = "research-arm:arxiv:next-slot"
 ARXIV_CACHE_PREFIX: Final = "research-arm:arxiv:response:"
 SUMMARY_CACHE_PREFIX: Final = "research-arm:summary:"
 PENDING_STORE_KEY: Final = "research-arm:memory:pending"
+PAPER_VECTOR_PREFIX: Final = "research-arm:paper-vector:"
 
 # Bump when the summarisation prompt changes: cached summaries keyed by the
 # old prompt are then no longer reused.

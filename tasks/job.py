@@ -30,7 +30,8 @@ from tasks.citations import apa_reference, bibtex_entry
 from tasks.embeddings import Embedder
 from tasks.errors import InvalidRequest, MemoryUnavailable
 from tasks.memory import PaperMemory, PendingWrites
-from tasks.relevance import job_confidence, rank_candidates
+from tasks.paper_vectors import PaperVectorLookup
+from tasks.relevance import job_confidence, lexical_order, rank_candidates
 from tasks.summarizer import SummaryBatch
 from tasks.version import arm_version
 
@@ -194,21 +195,43 @@ def merge_candidates(recalled: Sequence[Paper], searched: Sequence[Paper]) -> li
     return list(merged.values())
 
 
-def rank_stage(job: JobState, embedder: Embedder) -> None:
-    """Score, sort and keep the best papers; each kept paper gets its citations."""
+def rank_stage(
+    job: JobState, embedder: Embedder, vectors: PaperVectorLookup | None = None, fresh: int = 0
+) -> int:
+    """Score, sort and keep the best papers; each kept paper gets its citations.
+
+    With `vectors`, the query is embedded once and each paper's vector is
+    looked up (store, cache) before it is computed; of the candidates without
+    one, only the lexical best `max(fresh, max_papers)` are embedded, the rest
+    are ranked on the lexical score alone (docs/embeddings.md says why).
+    Without it, `embedder` embeds the query and every candidate.
+    Returns the tokens the embedding model read, for the job's usage ledger.
+    """
     request = job.request
+    query_vector, paper_vectors, tokens = None, None, 0
+    if vectors is not None and job.candidates:
+        query_batch = vectors.embedder.embed_with_usage([request.query])
+        found = vectors.vectors_for(
+            lexical_order(request.query, job.candidates),
+            embed_at_most=max(fresh, request.max_papers),
+        )
+        query_vector, paper_vectors = query_batch.vectors[0], found.vectors
+        tokens = query_batch.tokens + found.tokens
     ranked = rank_candidates(
         request.query,
         job.candidates,
         embedder,
         max_papers=request.max_papers,
         min_relevance=request.min_relevance,
+        query_vector=query_vector,
+        paper_vectors=paper_vectors,
     )
     job.papers = [
         paper.model_copy(update={"citation": apa_reference(paper), "bibtex": bibtex_entry(paper)})
         for paper in ranked
     ]
     job.candidates = []  # no need to carry the losers down the chain
+    return tokens
 
 
 def apply_summaries(job: JobState, batch: SummaryBatch, llm_configured: bool) -> Outcome:

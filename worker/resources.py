@@ -24,6 +24,17 @@ from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX
 from tasks.embeddings import Embedder, HashingEmbedder, OpenAIEmbedder
 from tasks.memory import PaperMemory, PendingWrites
+from tasks.onnx_embedder import (
+    PACKAGED_MODEL_NAME,
+    EmbeddingModelError,
+    ModelFiles,
+    OnnxEmbedder,
+    OnnxOptions,
+    model_files_in,
+    packaged_model_files,
+    verify_model_files,
+)
+from tasks.paper_vectors import MemoizingEmbedder, PaperVectorCache, PaperVectorLookup
 from tasks.rate_gate import ArxivRateGate
 from tasks.summarizer import LLMSummarizer
 from worker.settings import Settings
@@ -40,6 +51,7 @@ class WorkerResources:
     summarizer: LLMSummarizer | None
     summary_cache: RedisJsonCache
     embedder: Embedder
+    paper_vectors: PaperVectorLookup
     memory: PaperMemory
     pending_writes: PendingWrites
 
@@ -84,8 +96,75 @@ def _openai_client(settings: Settings) -> openai.OpenAI:
     )
 
 
+def embedding_model_files(settings: Settings) -> ModelFiles:
+    """The local model's files: EMBEDDING_MODEL_PATH's folder, or the packaged all-MiniLM-L6-v2.
+
+    Raises EmbeddingModelError naming the setting when they cannot be.
+    """
+    if settings.embedding_model_path is not None:
+        return model_files_in(settings.embedding_model_path, settings.embedding_model_sha256)
+    model = settings.effective_embedding_model
+    if model != PACKAGED_MODEL_NAME:
+        # The packaged files are all-MiniLM-L6-v2: another name would label its
+        # vectors as a model they are not from.
+        raise EmbeddingModelError(
+            f"EMBEDDING_MODEL={model}: the packaged model is {PACKAGED_MODEL_NAME}; set "
+            "EMBEDDING_MODEL_PATH to a folder with this model's files, or unset EMBEDDING_MODEL"
+        )
+    if settings.embedding_model_sha256 is not None:
+        raise EmbeddingModelError(
+            "EMBEDDING_MODEL_SHA256 applies to EMBEDDING_MODEL_PATH, which is unset; the "
+            "packaged model's digest is pinned in the code"
+        )
+    return packaged_model_files()
+
+
+def check_embedding_model(settings: Settings) -> None:
+    """Fail fast, before a worker starts consuming, if the local model's files are wrong.
+
+    Checks the files and their digest without loading the model, so a
+    prefork parent does not hold a session its children would not use.
+    Raises EmbeddingModelError; other modes have nothing to check.
+    """
+    if settings.embeddings == "local":
+        verify_model_files(embedding_model_files(settings))
+
+
+def build_embedder(settings: Settings, openai_client: openai.OpenAI | None) -> Embedder:
+    """The embedder EMBEDDINGS names; the local model's session is loaded here, once."""
+    if settings.embeddings == "hashing":
+        return HashingEmbedder()
+    if settings.embeddings == "openai":
+        if openai_client is None:
+            raise ValueError("EMBEDDINGS=openai needs the OpenAI client")
+        return OpenAIEmbedder(openai_client, settings.effective_embedding_model)
+    options = OnnxOptions(
+        max_tokens=settings.embedding_max_tokens,
+        batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
+    )
+    return OnnxEmbedder.load(
+        embedding_model_files(settings), settings.effective_embedding_model, options
+    )
+
+
 def build_resources(settings: Settings) -> WorkerResources:
-    """Build every client of a worker process from the settings."""
+    """Build every client of a worker process from the settings.
+
+    Raises EmbeddingModelError, naming the setting to fix, when the local
+    embedding model is missing or damaged: no client is opened then.
+    """
+    needs_openai = settings.llm_configured or settings.embeddings == "openai"
+    openai_client = _openai_client(settings) if needs_openai else None
+    try:
+        model = build_embedder(settings, openai_client)
+    except BaseException:
+        if openai_client is not None:
+            openai_client.close()
+        raise
+    # A model run in the process is worth remembering: the stages of a job
+    # embed the same query and papers again (hashing is cheaper than the memo).
+    embedder: Embedder = model if isinstance(model, HashingEmbedder) else MemoizingEmbedder(model)
     redis_client = redis.Redis.from_url(
         settings.broker_url(),
         socket_timeout=30,
@@ -106,17 +185,10 @@ def build_resources(settings: Settings) -> WorkerResources:
         RedisJsonCache(redis_client, ARXIV_CACHE_PREFIX, settings.arxiv_cache_ttl_seconds),
         settings.arxiv_timeout_seconds,
     )
-    needs_openai = settings.llm_configured or settings.embeddings == "openai"
-    openai_client = _openai_client(settings) if needs_openai else None
     summarizer = (
         LLMSummarizer(openai_client, settings.llm_model, settings.llm_max_tokens)
         if openai_client is not None and settings.llm_configured and settings.llm_model
         else None
-    )
-    embedder: Embedder = (
-        OpenAIEmbedder(openai_client, settings.embedding_model)
-        if openai_client is not None and settings.embeddings == "openai"
-        else HashingEmbedder()
     )
     memory = PaperMemory(
         lambda: open_qdrant(settings),
@@ -136,6 +208,13 @@ def build_resources(settings: Settings) -> WorkerResources:
             redis_client, SUMMARY_CACHE_PREFIX, settings.summary_cache_ttl_seconds
         ),
         embedder=embedder,
+        paper_vectors=PaperVectorLookup(
+            embedder,
+            PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds),
+            # The paper index serves stored vectors once it implements
+            # StoredVectorSource; until then the cache alone spares the model.
+            store=None,
+        ),
         memory=memory,
         pending_writes=PendingWrites(redis_client),
     )
