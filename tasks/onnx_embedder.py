@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,6 +129,25 @@ def model_files_in(folder: Path, sha256: str | None = None) -> ModelFiles:
         sha256=digest.lower(),
         setting=setting,
     )
+
+
+def export_packaged_model(folder: Path) -> ModelFiles:
+    """Copy the packaged model.onnx and tokenizer.json into `folder`, with the digest beside.
+
+    For images: the folder (EMBEDDING_MODEL_PATH) then holds only what the
+    worker reads, and the two data packages (one carries 90 MB of PyTorch
+    weights research-arm never reads) can be left out. The copy is verified
+    against the pinned digest before and after.
+    """
+    source = packaged_model_files()
+    verify_model_files(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source.model, folder / MODEL_FILE)
+    shutil.copyfile(source.tokenizer, folder / TOKENIZER_FILE)
+    (folder / DIGEST_FILE).write_text(f"{source.sha256}  {MODEL_FILE}\n", encoding="utf-8")
+    files = model_files_in(folder)
+    verify_model_files(files)
+    return files
 
 
 def verify_model_files(files: ModelFiles) -> None:
@@ -295,3 +315,12 @@ class OnnxEmbedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: _Floats = pooled / np.maximum(norms, 1e-12)
         return unit, int(mask.sum())
+
+
+if __name__ == "__main__":
+    # `python -m tasks.onnx_embedder export FOLDER`: the image build's one use.
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "export":
+        sys.exit("usage: python -m tasks.onnx_embedder export FOLDER")
+    print(export_packaged_model(Path(sys.argv[2])).model.parent)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.bench.cases import (
     CRITICAL_PATH,
     STAGES,
+    CpuResult,
     FanoutRow,
     JobSample,
     LatencyRow,
@@ -216,6 +217,21 @@ def repeat_table(result: RepeatResult) -> str:
         f"| {result.arxiv_calls} | {result.llm_calls} |",
     ]
     lines += _anomalies([result.repeats], expect="cached")
+    return "\n".join(lines)
+
+
+def cpu_table(result: CpuResult) -> str:
+    lines = [
+        "#### Worker CPU per 5-paper job (one job at a time; arXiv 200 ms, LLM 500 ms)",
+        "",
+        "| papers | jobs | worker CPU per job | median latency |",
+        "|:---|---:|---:|---:|",
+        f"| fresh (never embedded) | {result.jobs} | {result.fresh_ms:.0f} ms"
+        f" | {_ms(result.fresh.figures.median_seconds)} |",
+        f"| already embedded (arXiv and summary caches emptied) | {result.jobs}"
+        f" | {result.embedded_ms:.0f} ms | {_ms(result.embedded.figures.median_seconds)} |",
+    ]
+    lines += _anomalies([result.fresh], "llm")
     return "\n".join(lines)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from tasks.onnx_embedder import (
     EmbeddingModelError,
     OnnxEmbedder,
     OnnxOptions,
+    export_packaged_model,
     packaged_model_files,
 )
 from tests.deploy.settings_names import settings_from_environment
@@ -94,15 +93,16 @@ def test_blank_texts_get_the_zero_vector_and_cost_nothing(model: OnnxEmbedder) -
 
 
 @pytest.fixture
-def model_folder(tmp_path: Path) -> Iterator[Path]:
-    """A copy of the packaged files in a folder, with their digest beside them."""
-    files = packaged_model_files()
-    folder = tmp_path / "minilm"
-    folder.mkdir()
-    shutil.copyfile(files.model, folder / MODEL_FILE)
-    shutil.copyfile(files.tokenizer, folder / TOKENIZER_FILE)
-    (folder / DIGEST_FILE).write_text(f"{files.sha256}  {MODEL_FILE}\n", encoding="utf-8")
-    yield folder
+def model_folder(tmp_path: Path) -> Path:
+    """The packaged files exported to a folder, as the image build does."""
+    return export_packaged_model(tmp_path / "minilm").model.parent
+
+
+def test_the_exported_folder_holds_the_files_and_the_pinned_digest(model_folder: Path) -> None:
+    assert sorted(p.name for p in model_folder.iterdir()) == sorted(
+        [MODEL_FILE, TOKENIZER_FILE, DIGEST_FILE]
+    )
+    assert (model_folder / DIGEST_FILE).read_text().split()[0] == PACKAGED_MODEL_SHA256
 
 
 def start_up_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> str:
