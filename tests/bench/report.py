@@ -29,7 +29,8 @@ PACKAGES = ("celery", "kombu", "redis", "qdrant-client", "pydantic", "openai", "
 LATENCY_GOAL = 1.15
 THROUGHPUT_GOAL = 20.0
 OVERHEAD_GOAL = 0.40
-MEMORY_GOAL_MIB = 250.0
+# With the embedding model loaded (issue 9); the hashing embedder stayed under 250 MB.
+MEMORY_GOAL_MIB = 400.0
 
 
 def _package_version(name: str) -> str:
@@ -240,7 +241,7 @@ def memory_table(result: MemoryResult) -> str:
         [
             "### 5. Memory of a worker process (default local embeddings, embedded Qdrant)",
             "",
-            "| jobs | concurrent | RSS when ready | peak RSS after the jobs | goal < 250 MB |",
+            "| jobs | concurrent | RSS when ready | peak RSS after the jobs | goal < 400 MB |",
             "|---:|---:|---:|---:|:---|",
             f"| {result.jobs} | {result.concurrent} | {result.rss_ready_mib:.0f} MiB "
             f"| {result.peak_rss_mib:.0f} MiB | {_goal(result.peak_rss_mib < MEMORY_GOAL_MIB)} |",
