@@ -201,9 +201,10 @@ def rank_stage(
     """Score, sort and keep the best papers; each kept paper gets its citations.
 
     With `vectors`, the query is embedded once and each paper's vector is
-    looked up (store, cache) before it is computed; of the candidates without
-    one, only the lexical best `max(fresh, max_papers)` are embedded, the rest
-    are ranked on the lexical score alone (docs/embeddings.md says why).
+    looked up (store, cache) before it is computed; only candidates among the
+    lexical best `max(fresh, max_papers)` are embedded when no vector is
+    known, the others without one are ranked on the lexical score alone
+    (docs/embeddings.md says why).
     Without it, `embedder` embeds the query and every candidate.
     Returns the tokens the embedding model read, for the job's usage ledger.
     """
@@ -211,11 +212,12 @@ def rank_stage(
     query_vector, paper_vectors, tokens = None, None, 0
     if vectors is not None and job.candidates:
         query_batch = vectors.embedder.embed_with_usage([request.query])
-        found = vectors.vectors_for(
-            lexical_order(request.query, job.candidates),
-            embed_at_most=max(fresh, request.max_papers),
-        )
-        query_vector, paper_vectors = query_batch.vectors[0], found.vectors
+        ordered = lexical_order(request.query, job.candidates)
+        depth = max(fresh, request.max_papers)
+        found = vectors.vectors_for(ordered[:depth])
+        known_beyond = vectors.known_vectors(ordered[depth:])
+        query_vector = query_batch.vectors[0]
+        paper_vectors = {**known_beyond.vectors, **found.vectors}
         tokens = query_batch.tokens + found.tokens
     ranked = rank_candidates(
         request.query,

@@ -180,7 +180,7 @@ class OnnxOptions:
     """
 
     max_tokens: int = 128
-    batch_size: int = 16
+    batch_size: int = 4
     threads: int = 2
 
 
@@ -188,7 +188,7 @@ class OnnxEmbedder:
     """Sentence embeddings from an ONNX model, mean-pooled and unit-length.
 
     Load it once per worker process (`load`): the session holds the model's
-    weights and is safe to call from several threads at once.
+    weights; calls from several threads take turns (see `__init__`).
     """
 
     def __init__(
@@ -213,9 +213,12 @@ class OnnxEmbedder:
         pad_id = tokenizer.token_to_id("[PAD]")
         tokenizer.enable_padding(pad_id=pad_id or 0, pad_token="[PAD]", length=None)
         self._tokenizer = tokenizer
-        # The tokenizer's padding and truncation are state on a shared object:
-        # one batch is encoded at a time. Encoding is a small part of the cost.
-        self._tokenizer_lock = threading.Lock()
+        # One batch at a time per process: each run of the session allocates
+        # its activations, and ONNX Runtime's arena keeps the largest it has
+        # needed, so concurrent runs (16 task threads) would multiply the
+        # worker's memory for no speed (the intra-op threads already use the
+        # cores). It also guards the tokenizer's padding state.
+        self._run_lock = threading.Lock()
 
     @classmethod
     def load(cls, files: ModelFiles, name: str, options: OnnxOptions) -> OnnxEmbedder:
@@ -229,6 +232,9 @@ class OnnxEmbedder:
         session_options.inter_op_num_threads = 1
         session_options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         session_options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads sleep instead of spinning for more work: a
+        # spinning thread burns a core another task (or another worker) needs.
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # ONNX Runtime warns on stderr about every graph detail it could not
         # fuse; errors still come through as exceptions.
         session_options.log_severity_level = 3
@@ -301,14 +307,14 @@ class OnnxEmbedder:
         return int(self._embed_batch(["probe"])[0].shape[1])
 
     def _embed_batch(self, texts: list[str]) -> tuple[_Floats, int]:
-        with self._tokenizer_lock:
+        with self._run_lock:
             encodings = self._tokenizer.encode_batch(texts)
-        ids: _Ints = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask: _Ints = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._inputs:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        (hidden,) = self._session.run([_OUTPUT], feeds)
+            ids: _Ints = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask: _Ints = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+            (hidden,) = self._session.run([_OUTPUT], feeds)
         weights = mask[:, :, None].astype(np.float32)
         pooled = (np.asarray(hidden, dtype=np.float32) * weights).sum(axis=1)
         pooled /= np.maximum(weights.sum(axis=1), 1.0)

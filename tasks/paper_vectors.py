@@ -149,21 +149,13 @@ class PaperVectorLookup:
             )
         return PaperVectors(found, from_store, len(from_cache), embedded=0, tokens=0)
 
-    def vectors_for(
-        self, papers: Sequence[Paper], *, embed_at_most: int | None = None
-    ) -> PaperVectors:
+    def vectors_for(self, papers: Sequence[Paper]) -> PaperVectors:
         """Every paper's vector: stored, cached, or embedded now in one batch and cached.
 
-        Args:
-            papers: distinct papers (by arxiv_id).
-            embed_at_most: embed at most this many of the papers that have no
-                vector yet, the first ones in `papers` order (None: all of
-                them); the others are left out of the result.
+        `papers` are distinct (by arxiv_id).
         """
         known = self.known_vectors(papers)
         missing = [paper for paper in papers if paper.arxiv_id not in known.vectors]
-        if embed_at_most is not None:
-            missing = missing[: max(0, embed_at_most)]
         if not missing:
             return known
         batch = self.embedder.embed_with_usage([paper_text(paper) for paper in missing])

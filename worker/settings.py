@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # Texts are cut to this many word pieces: 128 ranks as well as 256 at half
     # the CPU (docs/embeddings.md).
     embedding_max_tokens: int = Field(default=128, ge=8, le=512)
-    embedding_batch_size: int = Field(default=16, ge=1, le=1024)
+    embedding_batch_size: int = Field(default=4, ge=1, le=1024)
     # ONNX Runtime's intra-op threads: how many cores one embedding call uses.
     embedding_threads: int = Field(default=2, ge=1, le=64)
     # Candidates with no stored or cached vector embedded while a job waits:

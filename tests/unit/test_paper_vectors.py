@@ -122,19 +122,6 @@ def test_the_store_comes_first_then_the_cache_then_one_batch_for_the_rest(
     assert found.vectors[stored.arxiv_id] == [0.0, 1.0]
 
 
-def test_embed_at_most_leaves_the_later_fresh_papers_without_a_vector(
-    redis_client: fakeredis.FakeRedis,
-) -> None:
-    embedder = CountingEmbedder()
-    lookup = PaperVectorLookup(embedder, PaperVectorCache(redis_client, embedder.name, 3600))
-    candidates = papers(5)
-
-    found = lookup.vectors_for(candidates, embed_at_most=2)
-
-    assert embedder.calls == [[paper_text(p) for p in candidates[:2]]]
-    assert set(found.vectors) == {p.arxiv_id for p in candidates[:2]}
-
-
 def test_a_ttl_of_zero_caches_nothing(redis_client: fakeredis.FakeRedis) -> None:
     cache = PaperVectorCache(redis_client, "m", ttl_seconds=0)
     paper = make_paper()
@@ -232,3 +219,26 @@ def test_rank_stage_embeds_nothing_new_for_papers_seen_before(
 
     assert embedder.calls == [["graph neural networks"]]
     assert len(again.papers) == 3
+
+
+def test_rank_stage_uses_a_known_vector_beyond_the_embedding_depth(
+    redis_client: fakeredis.FakeRedis,
+) -> None:
+    embedder = CountingEmbedder()
+    cache = PaperVectorCache(redis_client, embedder.name, 3600)
+    lookup = PaperVectorLookup(embedder, cache)
+    candidates = papers(8)
+    # Paper 2 is about text to SQL: beyond the lexical top 3 for this query,
+    # but its cached vector is the query's own, a perfect semantic match.
+    (query_vector,) = embedder.embed(["graph neural networks"])
+    cache.put_many([candidates[1]], {candidates[1].arxiv_id: query_vector})
+    embedder.calls.clear()
+    job = job_with(candidates, max_papers=3)
+
+    rank_stage(job, embedder, lookup, fresh=3)
+
+    assert paper_text(candidates[1]) not in embedder.calls[1]
+    assert len(embedder.calls[1]) == 3
+    scores = {p.arxiv_id: p.relevance_score for p in job.papers}
+    # No lexical match: its whole score is the semantic share (0.4) of a cosine of 1.
+    assert scores[candidates[1].arxiv_id] == pytest.approx(0.4, abs=1e-3)
