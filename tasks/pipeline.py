@@ -272,9 +272,7 @@ def search(self: Task, state: JobJson) -> JobJson:
 @shared_task(bind=True, name=TASK_RANK, **PASS_ON_ONLY)
 def rank(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        stages.rank_stage(
-            job, res.embedder, res.paper_vectors, res.settings.embedding_fresh_candidates
-        )
+        stages.rank_stage(job, res.embedder, res.paper_vectors, res.fresh_embeddings)
 
     return run_stage(self, state, "rank", work).model_dump(mode="json")
 

@@ -52,6 +52,8 @@ class WorkerResources:
     summary_cache: RedisJsonCache
     embedder: Embedder
     paper_vectors: PaperVectorLookup
+    # Candidates without a vector the rank stage may embed (EMBEDDING_FRESH_CANDIDATES).
+    fresh_embeddings: int
     memory: PaperMemory
     pending_writes: PendingWrites
 
@@ -164,7 +166,8 @@ def build_resources(settings: Settings) -> WorkerResources:
         raise
     # A model run in the process is worth remembering: the stages of a job
     # embed the same query and papers again (hashing is cheaper than the memo).
-    embedder: Embedder = model if isinstance(model, HashingEmbedder) else MemoizingEmbedder(model)
+    lexical = isinstance(model, HashingEmbedder)
+    embedder: Embedder = model if lexical else MemoizingEmbedder(model)
     redis_client = redis.Redis.from_url(
         settings.broker_url(),
         socket_timeout=30,
@@ -190,6 +193,7 @@ def build_resources(settings: Settings) -> WorkerResources:
         if openai_client is not None and settings.llm_configured and settings.llm_model
         else None
     )
+    cache = PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds)
     memory = PaperMemory(
         lambda: open_qdrant(settings),
         settings.qdrant_collection,
@@ -210,11 +214,16 @@ def build_resources(settings: Settings) -> WorkerResources:
         embedder=embedder,
         paper_vectors=PaperVectorLookup(
             embedder,
-            PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds),
+            # Hashing costs less than a cache round trip: it is neither cached
+            # nor limited, as before the model came.
+            None if lexical else cache,
             # The paper index serves stored vectors once it implements
             # StoredVectorSource; until then the cache alone spares the model.
             store=None,
         ),
+        fresh_embeddings=settings.arxiv_max_candidates
+        if lexical
+        else settings.embedding_fresh_candidates,
         memory=memory,
         pending_writes=PendingWrites(redis_client),
     )

@@ -229,6 +229,8 @@ def test_hashing_stays_an_explicit_choice(monkeypatch: pytest.MonkeyPatch, tmp_p
     resources = build_resources(hashing.model_copy(update={"data_dir": tmp_path}))
     try:
         assert resources.embedder.name == "local-hashing-v1-384"
+        # Hashing is cheap: every candidate is embedded, as before the model came.
+        assert resources.fresh_embeddings == hashing.arxiv_max_candidates
     finally:
         resources.close()
 
