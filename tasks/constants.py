@@ -26,6 +26,7 @@ PENDING_STORE_KEY: Final = "research-arm:memory:pending"
 DELIVERIES_PREFIX: Final = "research-arm:deliveries:"
 # + "<job id>:<stage>": what earlier attempts of a retried stage spent.
 ATTEMPT_USAGE_PREFIX: Final = "research-arm:usage:"
+PAPER_VECTOR_PREFIX: Final = "research-arm:paper-vector:"
 
 # Bump when the summarisation prompt changes: cached summaries keyed by the
 # old prompt are then no longer reused.

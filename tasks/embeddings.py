@@ -1,16 +1,22 @@
 """Text embeddings for relevance ranking and for the Qdrant memory.
 
-Two embedders share one small protocol:
+Three embedders share one small protocol:
 
-- `HashingEmbedder` ("EMBEDDINGS=local", the default) needs no model and no
-  network: feature hashing of words, word pairs and character trigrams. It is
-  deterministic across processes and machines, so vectors stored by one worker
-  are comparable with vectors computed by another.
+- `tasks.onnx_embedder.OnnxEmbedder` ("EMBEDDINGS=local", the default): a
+  sentence-embedding model (all-MiniLM-L6-v2) run in the worker with ONNX
+  Runtime. It measures meaning: "translating questions into database queries"
+  lands near a text-to-SQL abstract that shares none of its words.
 - `OpenAIEmbedder` ("EMBEDDINGS=openai") calls any OpenAI-compatible
-  `/embeddings` endpoint, one request per `embed()` call.
+  `/embeddings` endpoint, one request per call.
+- `HashingEmbedder` ("EMBEDDINGS=hashing", opt-in) needs no model and no
+  network: feature hashing of words, word pairs and character trigrams. It is
+  lexical, a second word-overlap score rather than a semantic one, and
+  deterministic across processes and machines.
 
-Both return unit-length vectors. Vectors of two embedders with different
-`name`s live in different spaces and must never be compared or stored together.
+All return unit-length vectors, and each reports what a call cost
+(`embed_with_usage`: tokens the model read) for the job's usage ledger.
+Vectors of two embedders with different `name`s live in different spaces and
+must never be compared or stored together.
 
 This module also owns the word tokeniser (`content_words`) that the lexical
 scorer in `tasks.relevance` builds on, so both agree on what a word is.
@@ -55,6 +61,19 @@ STOPWORDS: Final[frozenset[str]] = frozenset(
 _WORD: Final = re.compile(r"[^\W_]+")
 
 
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    """The vectors of one embedding call and what it cost.
+
+    `vectors` holds one unit-length vector per text, in the order of the texts;
+    `tokens` counts the tokens the model read: the API's own usage figure for
+    a remote model, the tokenizer's count for a local one, 0 for hashing.
+    """
+
+    vectors: list[list[float]]
+    tokens: int
+
+
 class Embedder(Protocol):
     """Turns texts into vectors whose dot product measures how alike two texts are."""
 
@@ -65,6 +84,10 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One unit-length vector per text, in the order of `texts`."""
+        ...
+
+    def embed_with_usage(self, texts: Sequence[str]) -> EmbeddingBatch:
+        """As `embed`, with the tokens the call cost (for the job's usage ledger)."""
         ...
 
 
@@ -229,7 +252,7 @@ def _unit_rows(matrix: _Floats) -> _Floats:
 
 
 class HashingEmbedder:
-    """Dependency-free embeddings by feature hashing ("EMBEDDINGS=local").
+    """Dependency-free, lexical embeddings by feature hashing ("EMBEDDINGS=hashing").
 
     Features of a text are its content words (words that are not STOPWORDS),
     each pair of neighbouring content words, and the character trigrams of each
@@ -240,7 +263,8 @@ class HashingEmbedder:
     vector, whose similarity to anything is 0.
 
     It captures shared vocabulary, not meaning: "car" and "automobile" are
-    unrelated to it. Use `OpenAIEmbedder` for semantic similarity.
+    unrelated to it. Use the ONNX model ("EMBEDDINGS=local") or
+    `OpenAIEmbedder` for semantic similarity.
     """
 
     def __init__(self, dimension: int = 384) -> None:
@@ -256,6 +280,10 @@ class HashingEmbedder:
         # "v1" names the feature recipe: bump it whenever a change to this
         # class, or to STOPWORDS, would move vectors already stored.
         return f"local-hashing-v1-{self._dimension}"
+
+    def embed_with_usage(self, texts: Sequence[str]) -> EmbeddingBatch:
+        """As `embed`; hashing runs no model, so it costs no tokens."""
+        return EmbeddingBatch(vectors=self.embed(texts), tokens=0)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed each text; see the class docstring for the features used."""
@@ -329,7 +357,13 @@ class OpenAIEmbedder:
         return self._model
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed all `texts` in one request; see `embed_with_usage`."""
+        return self.embed_with_usage(texts).vectors
+
+    def embed_with_usage(self, texts: Sequence[str]) -> EmbeddingBatch:
         """Embed all `texts` in one request and return unit vectors in their order.
+
+        `tokens` is the server's own `usage.prompt_tokens` (0 if it sends none).
 
         The API refuses empty input, so blank texts are not sent: they get the
         zero vector, as with the local embedder.
@@ -341,7 +375,7 @@ class OpenAIEmbedder:
             PermanentUpstreamError: any other HTTP error, or a malformed response.
         """
         if not texts:
-            return []
+            return EmbeddingBatch(vectors=[], tokens=0)
         sent = [position for position, text in enumerate(texts) if text.strip()]
         if not sent:
             raise ValueError("every text is blank: there is nothing to embed")
@@ -372,7 +406,14 @@ class OpenAIEmbedder:
         result = [[0.0] * dimension for _ in texts]
         for position, vector in zip(sent, vectors, strict=True):
             result[position] = vector.tolist()
-        return result
+        return EmbeddingBatch(vectors=result, tokens=_prompt_tokens(response))
+
+
+def _prompt_tokens(response: CreateEmbeddingResponse) -> int:
+    """The usage the server reported; some OpenAI-compatible servers send none."""
+    usage = getattr(response, "usage", None)
+    tokens = getattr(usage, "prompt_tokens", None)
+    return tokens if isinstance(tokens, int) and tokens >= 0 else 0
 
 
 def _unit_vectors_in_order(response: CreateEmbeddingResponse, expected: int) -> _Floats:

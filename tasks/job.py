@@ -32,9 +32,11 @@ from tasks.corpus_coverage import CoverageEntry, plan_arxiv_search
 from tasks.embeddings import Embedder
 from tasks.errors import InvalidRequest, MemoryUnavailable, UpstreamError
 from tasks.paper_index import PaperIndex, PendingWrites
+from tasks.paper_vectors import PaperVectorLookup
 from tasks.query_planner import joined_queries, plan_search
-from tasks.relevance import job_confidence, rank_candidates
+from tasks.relevance import job_confidence, lexical_order, rank_candidates
 from tasks.summarizer import SummaryBatch
+from tasks.usage import add_embedding_call
 from tasks.version import arm_version
 
 # Dense hits less similar to the query than this are not recalled: the
@@ -173,9 +175,12 @@ def recall_stage(
     if "corpus" not in request.sources:
         timer.outcome = "skipped"
         return
+    query = index.embedder.embed_with_usage([request.query])
+    record_embedding(job, query.tokens)
     try:
         recalled = index.recall(
             request.query,
+            query_vector=query.vectors[0],
             limit=limit,
             min_similarity=RECALL_MIN_SIMILARITY,
             start_date=request.start_date,
@@ -300,15 +305,45 @@ def merge_candidates(recalled: Sequence[Paper], searched: Sequence[Paper]) -> li
     return list(merged.values())
 
 
-def rank_stage(job: JobState, embedder: Embedder) -> None:
-    """Score, sort and keep the best papers; each kept paper gets its citations."""
+def record_embedding(job: JobState, tokens: int) -> None:
+    """Count an embedding call in the job's ledger; a call served from memory read nothing."""
+    if tokens:
+        add_embedding_call(job.usage.embeddings, tokens)
+
+
+def rank_stage(
+    job: JobState, embedder: Embedder, vectors: PaperVectorLookup | None = None, fresh: int = 0
+) -> None:
+    """Score, sort and keep the best papers; each kept paper gets its citations.
+
+    With `vectors`, the query is embedded once and each paper's vector is
+    looked up (store, cache) before it is computed; only candidates among the
+    lexical best `max(fresh, max_papers)` are embedded when no vector is
+    known, the others without one are ranked on the lexical score alone
+    (docs/embeddings.md says why).
+    Without it, `embedder` embeds the query and every candidate.
+    What the embedding model read goes into the job's usage ledger.
+    """
     request = job.request
+    query_vector, paper_vectors = None, None
+    if vectors is not None and job.candidates:
+        query_batch = vectors.embedder.embed_with_usage([request.query])
+        ordered = lexical_order(request.query, job.candidates)
+        depth = max(fresh, request.max_papers)
+        found = vectors.vectors_for(ordered[:depth])
+        known_beyond = vectors.known_vectors(ordered[depth:])
+        query_vector = query_batch.vectors[0]
+        paper_vectors = {**known_beyond.vectors, **found.vectors}
+        record_embedding(job, query_batch.tokens)
+        record_embedding(job, found.tokens)
     ranked = rank_candidates(
         request.query,
         job.candidates,
         embedder,
         max_papers=request.max_papers,
         min_relevance=request.min_relevance,
+        query_vector=query_vector,
+        paper_vectors=paper_vectors,
     )
     job.papers = [
         paper.model_copy(update={"citation": apa_reference(paper), "bibtex": bibtex_entry(paper)})

@@ -42,6 +42,7 @@ from tasks.constants import PENDING_STORE_KEY
 from tasks.corpus_coverage import CoverageEntry
 from tasks.embeddings import Embedder
 from tasks.errors import MemoryUnavailable
+from tasks.paper_vectors import paper_text
 
 SPARSE_VECTOR: Final = "bm25"
 ORIGIN_SNAPSHOT: Final = "snapshot"
@@ -69,8 +70,8 @@ def day_number(day: date) -> int:
 
 
 def embedding_text(paper: Paper) -> str:
-    """The text of a paper that its dense vector embeds."""
-    return f"{paper.title}\n{paper.abstract}"
+    """The text a paper's dense vector embeds: the rank stage's, so the two share vectors."""
+    return paper_text(paper)
 
 
 def _merge_recent(old: Sequence[str], new: str) -> list[str]:
@@ -274,6 +275,7 @@ class PaperIndex:
         self,
         query: str,
         *,
+        query_vector: Sequence[float] | None = None,
         limit: int,
         min_similarity: float,
         start_date: date | None = None,
@@ -284,6 +286,7 @@ class PaperIndex:
 
         Args:
             query: the user's text, embedded and split into BM25 terms.
+            query_vector: the query's embedding, when the caller has it already.
             limit: how many papers to return at most.
             min_similarity: dense hits less similar than this (cosine) are left
                 out; BM25 hits need at least one query term.
@@ -294,7 +297,8 @@ class PaperIndex:
         with that summary and `summary_method` "cached"; others come back
         without a summary.
         """
-        query_vector = self.embedder.embed([query])[0]
+        if query_vector is None:
+            query_vector = self.embedder.embed([query])[0]
         sparse = query_terms(query)
         query_filter = _recall_filter(start_date, end_date, categories)
         # Each side offers more than the final list, so that a paper ranked

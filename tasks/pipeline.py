@@ -195,6 +195,13 @@ def keep_attempt_usage(attempts: AttemptUsage, job: JobState, before: Usage) -> 
         log.warning("attempt_usage_not_kept", error=str(exc))
 
 
+def record_embedding_metrics(job: JobState, tokens_before: int) -> None:
+    """Count in the metrics the embedding tokens a stage added to the job's ledger."""
+    spent = job.usage.embeddings.tokens - tokens_before
+    if spent:
+        worker_metrics().record_embedding_tokens(job.embedding_model, spent)
+
+
 def run_stage(
     task: Task, state: JobJson, name: StageName, work: StageWork, *, max_retries: int = 0
 ) -> JobState:
@@ -312,7 +319,9 @@ def recall(self: Task, state: JobJson) -> JobJson:
             job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
         )
         source = f"corpus:{settings.qdrant_collection}"
+        tokens_before = job.usage.embeddings.tokens
         stages.recall_stage(job, res.memory, timer, limit=limit, collection_source=source)
+        record_embedding_metrics(job, tokens_before)
         if timer.outcome != "skipped":
             worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
 
@@ -355,7 +364,9 @@ def search(self: Task, state: JobJson) -> JobJson:
 @shared_task(bind=True, name=TASK_RANK, **PASS_ON_ONLY)
 def rank(self: Task, state: JobJson) -> JobJson:
     def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        stages.rank_stage(job, res.embedder)
+        tokens_before = job.usage.embeddings.tokens
+        stages.rank_stage(job, res.embedder, res.paper_vectors, res.fresh_embeddings)
+        record_embedding_metrics(job, tokens_before)
 
     return run_stage(self, state, "rank", work).model_dump(mode="json")
 

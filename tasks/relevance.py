@@ -5,7 +5,10 @@ A paper's score in [0, 1] blends two signals:
 - lexical: BM25 over the candidates, normalised against the ideal so that it
   reads as "how much of the query this paper covers" (`lexical_scores`);
 - semantic: the cosine between the query's and the paper's embeddings,
-  negative values counted as 0 (`rank_candidates`, with any `Embedder`).
+  negative values counted as 0 (`rank_candidates`, with any `Embedder`, or
+  with vectors the caller looked up: `tasks.paper_vectors`). A paper without
+  a vector (the rank stage embeds only the lexical best of the fresh
+  candidates) has no semantic evidence and scores 0 on that part.
 
 The job's confidence (`job_confidence`) then summarises the papers kept.
 """
@@ -14,13 +17,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from schemas.research import Paper
 from tasks.embeddings import Embedder, content_words
+from tasks.paper_vectors import paper_text
 
 # BM25's usual constants: k1 sets how fast repeated terms stop adding score,
 # b how much a long document is penalised for its length.
@@ -106,6 +111,13 @@ def lexical_scores(query: str, documents: Sequence[str]) -> list[float]:
     return scores
 
 
+def lexical_order(query: str, papers: Sequence[Paper]) -> list[Paper]:
+    """`papers` from the best lexical score for `query` to the worst (stable on ties)."""
+    scores = lexical_scores(query, [_document_text(paper) for paper in papers])
+    order = sorted(range(len(papers)), key=lambda position: -scores[position])
+    return [papers[position] for position in order]
+
+
 def _document_text(paper: Paper) -> str:
     # The title twice: a query term in the title says more than one in the abstract.
     return f"{paper.title}\n{paper.title}\n{paper.abstract}"
@@ -114,22 +126,29 @@ def _document_text(paper: Paper) -> str:
 def rank_candidates(
     query: str,
     papers: Sequence[Paper],
-    embedder: Embedder,
+    embedder: Embedder | None = None,
     *,
     max_papers: int,
     min_relevance: float = 0.0,
     lexical_weight: float = 0.6,
+    query_vector: Sequence[float] | None = None,
+    paper_vectors: Mapping[str, Sequence[float]] | None = None,
 ) -> list[Paper]:
     """Score `papers` for `query` and return the best, best first.
 
     Args:
         query: the user's search text.
         papers: the candidates, with distinct arxiv_ids (the caller deduplicates).
-        embedder: embeds the query and the papers, in one `embed()` call.
+        embedder: embeds what is not given below; without `paper_vectors`, the
+            query and every paper go in one `embed()` call.
         max_papers: how many papers to keep at most (at least 1).
         min_relevance: papers scoring below this are dropped.
         lexical_weight: the lexical score's share of the blend, in [0, 1]; the
             semantic score gets the rest.
+        query_vector: the query's unit vector, if the job has it already.
+        paper_vectors: unit vectors by arxiv_id, looked up by the caller
+            (`tasks.paper_vectors`); a paper missing from it scores 0 on the
+            semantic part.
 
     Returns:
         New `Paper` objects with `relevance_score` set (rounded to 4 places);
@@ -145,19 +164,8 @@ def rank_candidates(
     if not papers:
         return []
 
-    documents = [_document_text(paper) for paper in papers]
-    lexical = np.array(lexical_scores(query, documents))
-
-    vectors = embedder.embed([query, *documents])
-    if len(vectors) != len(documents) + 1:
-        raise ValueError(
-            f"embedder {embedder.name!r} returned {len(vectors)} vectors for"
-            f" {len(documents) + 1} texts"
-        )
-    matrix = np.asarray(vectors, dtype=np.float64)
-    # Unit vectors, so the dot product is the cosine; an opposite direction is
-    # no more relevant than an unrelated one.
-    semantic = np.clip(matrix[1:] @ matrix[0], 0.0, 1.0)
+    lexical = np.array(lexical_scores(query, [_document_text(paper) for paper in papers]))
+    semantic = _semantic_scores(query, papers, embedder, query_vector, paper_vectors)
 
     blended = np.clip(lexical_weight * lexical + (1.0 - lexical_weight) * semantic, 0.0, 1.0)
     scored = [
@@ -169,6 +177,45 @@ def rank_candidates(
     )
     kept = [paper for paper in scored if paper.relevance_score >= min_relevance]
     return kept[:max_papers]
+
+
+def _semantic_scores(
+    query: str,
+    papers: Sequence[Paper],
+    embedder: Embedder | None,
+    query_vector: Sequence[float] | None,
+    paper_vectors: Mapping[str, Sequence[float]] | None,
+) -> NDArray[np.float64]:
+    """Each paper's cosine with the query, in [0, 1]; 0 for a paper without a vector."""
+    if paper_vectors is None:
+        if embedder is None:
+            raise ValueError("rank_candidates needs an embedder or paper_vectors")
+        texts = [paper_text(paper) for paper in papers]
+        vectors = embedder.embed(texts if query_vector is not None else [query, *texts])
+        expected = len(texts) + (query_vector is None)
+        if len(vectors) != expected:
+            raise ValueError(
+                f"embedder {embedder.name!r} returned {len(vectors)} vectors for {expected} texts"
+            )
+        if query_vector is None:
+            query_vector, vectors = vectors[0], vectors[1:]
+        paper_vectors = {
+            paper.arxiv_id: vector for paper, vector in zip(papers, vectors, strict=True)
+        }
+    if query_vector is None:
+        if embedder is None:
+            raise ValueError("rank_candidates needs an embedder or query_vector")
+        query_vector = embedder.embed([query])[0]
+    known = [position for position, paper in enumerate(papers) if paper.arxiv_id in paper_vectors]
+    semantic = np.zeros(len(papers), dtype=np.float64)
+    if known:
+        matrix = np.asarray(
+            [paper_vectors[papers[position].arxiv_id] for position in known], dtype=np.float64
+        )
+        # Unit vectors, so the dot product is the cosine; an opposite direction
+        # is no more relevant than an unrelated one.
+        semantic[known] = np.clip(matrix @ np.asarray(query_vector, dtype=np.float64), 0.0, 1.0)
+    return semantic
 
 
 def job_confidence(scores: Sequence[float], max_papers: int) -> float:

@@ -216,8 +216,16 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.onnx_embedder import EmbeddingModelError
     from worker.app import app
     from worker.celery_config import pool_implementation
+    from worker.resources import check_embedding_model
+
+    try:
+        check_embedding_model(settings)
+    except EmbeddingModelError as exc:
+        print(f"research-arm: bad embedding model: {exc}", file=sys.stderr)
+        return 2
 
     pool = args.pool or settings.worker_pool
     # The pool comes from the configuration alone: Celery's --pool option knows

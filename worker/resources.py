@@ -23,7 +23,18 @@ from tasks.arxiv_client import ArxivClient
 from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX
 from tasks.embeddings import Embedder, HashingEmbedder, OpenAIEmbedder
+from tasks.onnx_embedder import (
+    PACKAGED_MODEL_NAME,
+    EmbeddingModelError,
+    ModelFiles,
+    OnnxEmbedder,
+    OnnxOptions,
+    model_files_in,
+    packaged_model_files,
+    verify_model_files,
+)
 from tasks.paper_index import PaperIndex, PendingWrites, ServerLayout
+from tasks.paper_vectors import MemoizingEmbedder, PaperVectorCache, PaperVectorLookup
 from tasks.rate_gate import ArxivRateGate
 from tasks.summarizer import LLMSummarizer
 from worker.settings import Settings
@@ -40,6 +51,9 @@ class WorkerResources:
     summarizer: LLMSummarizer | None
     summary_cache: RedisJsonCache
     embedder: Embedder
+    paper_vectors: PaperVectorLookup
+    # Candidates without a vector the rank stage may embed (EMBEDDING_FRESH_CANDIDATES).
+    fresh_embeddings: int
     # The index of papers (corpus and job-stored); the recall and store stages use it.
     memory: PaperIndex
     pending_writes: PendingWrites
@@ -85,11 +99,56 @@ def openai_client_for(settings: Settings) -> openai.OpenAI:
     )
 
 
+def embedding_model_files(settings: Settings) -> ModelFiles:
+    """The local model's files: EMBEDDING_MODEL_PATH's folder, or the packaged all-MiniLM-L6-v2.
+
+    Raises EmbeddingModelError naming the setting when they cannot be.
+    """
+    if settings.embedding_model_path is not None:
+        return model_files_in(settings.embedding_model_path, settings.embedding_model_sha256)
+    model = settings.effective_embedding_model
+    if model != PACKAGED_MODEL_NAME:
+        # The packaged files are all-MiniLM-L6-v2: another name would label its
+        # vectors as a model they are not from.
+        raise EmbeddingModelError(
+            f"EMBEDDING_MODEL={model}: the packaged model is {PACKAGED_MODEL_NAME}; set "
+            "EMBEDDING_MODEL_PATH to a folder with this model's files, or unset EMBEDDING_MODEL"
+        )
+    if settings.embedding_model_sha256 is not None:
+        raise EmbeddingModelError(
+            "EMBEDDING_MODEL_SHA256 applies to EMBEDDING_MODEL_PATH, which is unset; the "
+            "packaged model's digest is pinned in the code"
+        )
+    return packaged_model_files()
+
+
+def check_embedding_model(settings: Settings) -> None:
+    """Fail fast, before a worker starts consuming, if the local model's files are wrong.
+
+    Checks the files and their digest without loading the model, so a
+    prefork parent does not hold a session its children would not use.
+    Raises EmbeddingModelError; other modes have nothing to check.
+    """
+    if settings.embeddings == "local":
+        verify_model_files(embedding_model_files(settings))
+
+
 def build_embedder(settings: Settings, openai_client: openai.OpenAI | None) -> Embedder:
-    """The embedder the settings name (`openai_client` is needed for EMBEDDINGS=openai)."""
-    if openai_client is not None and settings.embeddings == "openai":
-        return OpenAIEmbedder(openai_client, settings.embedding_model)
-    return HashingEmbedder()
+    """The embedder EMBEDDINGS names; the local model's session is loaded here, once."""
+    if settings.embeddings == "hashing":
+        return HashingEmbedder()
+    if settings.embeddings == "openai":
+        if openai_client is None:
+            raise ValueError("EMBEDDINGS=openai needs the OpenAI client")
+        return OpenAIEmbedder(openai_client, settings.effective_embedding_model)
+    options = OnnxOptions(
+        max_tokens=settings.embedding_max_tokens,
+        batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
+    )
+    return OnnxEmbedder.load(
+        embedding_model_files(settings), settings.effective_embedding_model, options
+    )
 
 
 def build_paper_index(
@@ -107,7 +166,23 @@ def build_paper_index(
 
 
 def build_resources(settings: Settings) -> WorkerResources:
-    """Build every client of a worker process from the settings."""
+    """Build every client of a worker process from the settings.
+
+    Raises EmbeddingModelError, naming the setting to fix, when the local
+    embedding model is missing or damaged: no client is opened then.
+    """
+    needs_openai = settings.llm_configured or settings.embeddings == "openai"
+    openai_client = openai_client_for(settings) if needs_openai else None
+    try:
+        model = build_embedder(settings, openai_client)
+    except BaseException:
+        if openai_client is not None:
+            openai_client.close()
+        raise
+    # A model run in the process is worth remembering: the stages of a job
+    # embed the same query and papers again (hashing is cheaper than the memo).
+    lexical = isinstance(model, HashingEmbedder)
+    embedder: Embedder = model if lexical else MemoizingEmbedder(model)
     redis_client = redis.Redis.from_url(
         settings.broker_url(),
         socket_timeout=30,
@@ -128,14 +203,12 @@ def build_resources(settings: Settings) -> WorkerResources:
         RedisJsonCache(redis_client, ARXIV_CACHE_PREFIX, settings.arxiv_cache_ttl_seconds),
         settings.arxiv_timeout_seconds,
     )
-    needs_openai = settings.llm_configured or settings.embeddings == "openai"
-    openai_client = openai_client_for(settings) if needs_openai else None
     summarizer = (
         LLMSummarizer(openai_client, settings.llm_model, settings.llm_max_tokens)
         if openai_client is not None and settings.llm_configured and settings.llm_model
         else None
     )
-    embedder = build_embedder(settings, openai_client)
+    cache = PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds)
     memory = build_paper_index(
         settings, embedder, summary_model=summarizer.model if summarizer else None
     )
@@ -151,6 +224,17 @@ def build_resources(settings: Settings) -> WorkerResources:
             redis_client, SUMMARY_CACHE_PREFIX, settings.summary_cache_ttl_seconds
         ),
         embedder=embedder,
+        paper_vectors=PaperVectorLookup(
+            embedder,
+            # Hashing costs less than a cache round trip: it is neither cached
+            # nor limited, as before the model came.
+            None if lexical else cache,
+            # Vectors the index holds are never computed again.
+            store=memory,
+        ),
+        fresh_embeddings=settings.arxiv_max_candidates
+        if lexical
+        else settings.embedding_fresh_candidates,
         memory=memory,
         pending_writes=PendingWrites(redis_client),
     )

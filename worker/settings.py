@@ -14,6 +14,13 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STACK_FILE_NAME = "stack.json"
+# EMBEDDING_MODEL when unset, per EMBEDDINGS mode. The hashing embedder names
+# its own vector space (its recipe and dimension), whatever is set.
+DEFAULT_EMBEDDING_MODELS = {
+    "local": "all-MiniLM-L6-v2",
+    "openai": "text-embedding-3-small",
+    "hashing": "local-hashing-v1-384",
+}
 
 
 class Settings(BaseSettings):
@@ -50,8 +57,31 @@ class Settings(BaseSettings):
     # budget.max_llm_tokens applies too, and the smaller of the two wins.
     llm_max_tokens_per_job: int | None = Field(default=None, ge=1)
 
-    embeddings: Literal["local", "openai"] = "local"
-    embedding_model: str = "text-embedding-3-small"
+    # local: the sentence-embedding model run with ONNX Runtime; openai: the
+    # OpenAI-compatible endpoint; hashing: the lexical, model-free fallback
+    # (opt-in). See docs/embeddings.md.
+    embeddings: Literal["local", "openai", "hashing"] = "local"
+    # The model's name, recorded in provenance and in the Qdrant collection.
+    # Unset: all-MiniLM-L6-v2 for local, text-embedding-3-small for openai.
+    embedding_model: str | None = None
+    # A folder with model.onnx and tokenizer.json (EMBEDDINGS=local). Unset:
+    # the files the locked packages install.
+    embedding_model_path: Path | None = None
+    # The sha256 model.onnx in EMBEDDING_MODEL_PATH must have. Unset: read
+    # from model.onnx.sha256 beside it; a folder with neither is refused.
+    embedding_model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    # Texts are cut to this many word pieces: 128 ranks as well as 256 at half
+    # the CPU (docs/embeddings.md).
+    embedding_max_tokens: int = Field(default=128, ge=8, le=512)
+    embedding_batch_size: int = Field(default=4, ge=1, le=1024)
+    # ONNX Runtime's intra-op threads: how many cores one embedding call uses.
+    embedding_threads: int = Field(default=2, ge=1, le=64)
+    # Candidates with no stored or cached vector embedded while a job waits:
+    # the lexical best of them, never fewer than max_papers; the others are
+    # ranked on the lexical score alone (docs/embeddings.md has the figures).
+    embedding_fresh_candidates: int = Field(default=8, ge=0, le=2000)
+    # How long a paper's vector stays in the Redis cache (seconds).
+    paper_vector_cache_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=0)
 
     retry_backoff_seconds: float = Field(default=1.0, ge=0)
     retry_backoff_max_seconds: float = Field(default=60.0, gt=0)
@@ -122,6 +152,13 @@ class Settings(BaseSettings):
                 "HEARTBEAT_TTL_SECONDS must be at least twice HEARTBEAT_INTERVAL_SECONDS"
             )
         return self
+
+    @property
+    def effective_embedding_model(self) -> str:
+        """EMBEDDING_MODEL, or the default of the EMBEDDINGS mode."""
+        if self.embedding_model:
+            return self.embedding_model
+        return DEFAULT_EMBEDDING_MODELS[self.embeddings]
 
     @property
     def llm_configured(self) -> bool:

@@ -26,7 +26,7 @@ from tests.bench.cpu_profile import CpuProfile, categorise, py_spy
 from tests.bench.stack import BenchStack, FreshQueries, WorkerShape
 from worker.settings import Settings
 
-CASES = ("latency", "throughput", "overhead", "repeat", "fanout", "memory", "scale")
+CASES = ("latency", "throughput", "overhead", "repeat", "cpu", "fanout", "memory", "scale")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -107,12 +107,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return report.throughput_table(rows)
 
             sections["throughput"] = _attempt("throughput", throughput)
-        if {"overhead", "repeat", "fanout"} & set(args.cases):
+        if {"overhead", "repeat", "cpu", "fanout"} & set(args.cases):
             cases.ensure_workers(stack, queries, 1)
         if "repeat" in args.cases:
             _say("4. repeat jobs")
             sections["repeat"] = _attempt(
                 "repeat", lambda: report.repeat_table(cases.repeat_case(stack, queries, runs=5))
+            )
+        if "cpu" in args.cases:
+            _say("worker CPU per job: 10 fresh 5-paper jobs, then the same with papers embedded")
+            sections["cpu"] = _attempt(
+                "cpu", lambda: report.cpu_table(cases.cpu_case(stack, queries, jobs=10))
             )
         if "overhead" in args.cases:
             _say("3. engine overhead: full job against the no-op chain, upstream latency 0")

@@ -12,6 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import psutil
+import redis
+
+from tasks.constants import ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX
 from tests.bench.fanout_tasks import FANOUT_CHORD, FANOUT_THREADS
 from tests.bench.harness import JobOutcome, LoadFigures
 from tests.bench.stack import BenchStack, FreshQueries
@@ -285,6 +289,58 @@ def repeat_case(stack: BenchStack, queries: FreshQueries, runs: int) -> RepeatRe
         repeats=JobSample(tuple(repeats)),
         arxiv_calls=arxiv.count("/api/query") - arxiv_before,
         llm_calls=llm.count("/chat/completions") - llm_before,
+    )
+
+
+# --- 4b. worker CPU per job: fresh papers, and papers embedded before ----------------------
+
+
+@dataclass(frozen=True)
+class CpuResult:
+    """Worker CPU (user + system, all its processes) per 5-paper job, one job at a time."""
+
+    jobs: int
+    fresh_ms: float
+    embedded_ms: float
+    fresh: JobSample
+    embedded: JobSample
+
+
+def worker_cpu_seconds(stack: BenchStack) -> float:
+    total = 0.0
+    for worker in stack.workers:
+        for pid in worker.process_ids():
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def cpu_case(stack: BenchStack, queries: FreshQueries, jobs: int) -> CpuResult:
+    """`jobs` fresh 5-paper jobs, then the same requests again with papers already embedded.
+
+    For the second pass the arXiv response cache and the summary cache are
+    emptied, so each job searches arXiv again and gets the same papers, whose
+    vectors the first pass left in the paper vector cache (and whose summaries
+    it stored in Qdrant: recall brings them back, so the LLM is not called).
+    """
+    stack.set_latencies(ARXIV_LATENCY, LLM_LATENCY)
+    requests = queries.requests(jobs, 5)
+    before = worker_cpu_seconds(stack)
+    fresh = [run_batch(stack, [request]).outcomes[0] for request in requests]
+    middle = worker_cpu_seconds(stack)
+    with redis.Redis.from_url(stack.redis.url) as client:
+        for prefix in (ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX):
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+    again = [run_batch(stack, [request]).outcomes[0] for request in requests]
+    after = worker_cpu_seconds(stack)
+    return CpuResult(
+        jobs=jobs,
+        fresh_ms=(middle - before) * 1000 / jobs,
+        embedded_ms=(after - middle) * 1000 / jobs,
+        fresh=JobSample(tuple(fresh)),
+        embedded=JobSample(tuple(again)),
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.bench.cases import (
     CRITICAL_PATH,
     STAGES,
+    CpuResult,
     FanoutRow,
     JobSample,
     LatencyRow,
@@ -28,7 +29,8 @@ PACKAGES = ("celery", "kombu", "redis", "qdrant-client", "pydantic", "openai", "
 LATENCY_GOAL = 1.15
 THROUGHPUT_GOAL = 20.0
 OVERHEAD_GOAL = 0.40
-MEMORY_GOAL_MIB = 250.0
+# With the embedding model loaded (issue 9); the hashing embedder stayed under 250 MB.
+MEMORY_GOAL_MIB = 400.0
 
 
 def _package_version(name: str) -> str:
@@ -219,12 +221,27 @@ def repeat_table(result: RepeatResult) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(result: CpuResult) -> str:
+    lines = [
+        "#### Worker CPU per 5-paper job (one job at a time; arXiv 200 ms, LLM 500 ms)",
+        "",
+        "| papers | jobs | worker CPU per job | median latency |",
+        "|:---|---:|---:|---:|",
+        f"| fresh (never embedded) | {result.jobs} | {result.fresh_ms:.0f} ms"
+        f" | {_ms(result.fresh.figures.median_seconds)} |",
+        f"| already embedded (arXiv and summary caches emptied) | {result.jobs}"
+        f" | {result.embedded_ms:.0f} ms | {_ms(result.embedded.figures.median_seconds)} |",
+    ]
+    lines += _anomalies([result.fresh], "llm")
+    return "\n".join(lines)
+
+
 def memory_table(result: MemoryResult) -> str:
     return "\n".join(
         [
             "### 5. Memory of a worker process (default local embeddings, embedded Qdrant)",
             "",
-            "| jobs | concurrent | RSS when ready | peak RSS after the jobs | goal < 250 MB |",
+            "| jobs | concurrent | RSS when ready | peak RSS after the jobs | goal < 400 MB |",
             "|---:|---:|---:|---:|:---|",
             f"| {result.jobs} | {result.concurrent} | {result.rss_ready_mib:.0f} MiB "
             f"| {result.peak_rss_mib:.0f} MiB | {_goal(result.peak_rss_mib < MEMORY_GOAL_MIB)} |",

@@ -47,6 +47,11 @@ FAST_ENV = {
     "WORKER_SOFT_SHUTDOWN_TIMEOUT_SECONDS": "1",
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",
+    # These tests time faults against a 4 s soft limit and seconds-long
+    # waits; the embedding model's ~1 s of CPU per fresh job on two shared
+    # cores would make them race the clock. The faults do not depend on what
+    # the vectors mean, and the integration suite runs the real model.
+    "EMBEDDINGS": "hashing",
 }
 
 

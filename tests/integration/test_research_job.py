@@ -57,6 +57,8 @@ def test_a_job_returns_ranked_summarised_cited_papers_with_provenance(
         "store",
     ]
     assert provenance.models.llm == LLM_MODEL
+    # The default embedder is the sentence-embedding model, not the hashing fallback.
+    assert provenance.models.embedding == "all-MiniLM-L6-v2"
     assert provenance.sources and provenance.sources[0].startswith(arxiv_server.url)
     assert provenance.memory.stored == len(response.papers)
     assert response.query_used.count("all:") >= 3

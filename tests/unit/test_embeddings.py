@@ -343,3 +343,35 @@ def test_openai_malformed_success_responses_are_permanent(response: httpx.Respon
 
     with pytest.raises(PermanentUpstreamError, match="embeddings"):
         embedder.embed(["first", "second"])
+
+
+# --- Usage for the job's ledger -----------------------------------------------------------
+
+
+def test_hashing_reports_no_tokens_and_the_same_vectors_as_embed() -> None:
+    embedder = HashingEmbedder()
+
+    batch = embedder.embed_with_usage(["graph neural networks", "protein folding"])
+
+    assert batch.tokens == 0
+    assert batch.vectors == embedder.embed(["graph neural networks", "protein folding"])
+
+
+def test_openai_usage_is_the_servers_prompt_tokens() -> None:
+    server = RecordingServer(httpx.Response(200, json=embeddings_body([[1.0, 0.0], [0.0, 5.0]])))
+    embedder = OpenAIEmbedder(openai_client(server), "m")
+
+    batch = embedder.embed_with_usage(["first", "second"])
+
+    assert batch.tokens == 8
+    assert batch.vectors == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_openai_usage_is_zero_when_the_server_sends_none() -> None:
+    body = embeddings_body([[1.0, 0.0]])
+    del body["usage"]
+    server = RecordingServer(httpx.Response(200, json=body))
+
+    batch = OpenAIEmbedder(openai_client(server), "m").embed_with_usage(["first"])
+
+    assert batch.tokens == 0

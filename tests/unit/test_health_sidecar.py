@@ -200,7 +200,8 @@ def test_the_server_routes_each_path_and_refuses_others(settings: Settings, serv
 def test_the_sidecar_and_check_commands_never_import_celery() -> None:
     probe = (
         "import sys, worker.cli, worker.sidecar; "
-        "heavy = ('celery', 'kombu', 'qdrant_client', 'openai', 'httpx', 'numpy'); "
+        "heavy = ('celery', 'kombu', 'qdrant_client', 'openai', 'httpx', 'numpy', "
+        "'onnxruntime', 'tokenizers'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
     )
     result = subprocess.run(
