@@ -26,7 +26,9 @@ from tests.eval.relevance_set import JudgedQuery, load_relevance_set
 BM25_DEPTH = 30
 
 
-def candidate_pool(query: JudgedQuery, records: Sequence[EvalRecord]) -> list[tuple[str, EvalRecord]]:
+def candidate_pool(
+    query: JudgedQuery, records: Sequence[EvalRecord]
+) -> list[tuple[str, EvalRecord]]:
     """(how it was found, record) for each candidate, BM25's first, best first."""
     scores = lexical_scores(query.query, [record.text for record in records])
     ranked = sorted(range(len(records)), key=lambda i: -scores[i])[:BM25_DEPTH]
