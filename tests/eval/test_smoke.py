@@ -8,8 +8,9 @@ from tests.eval.__main__ import main, parse_env
 from tests.eval.records import EvalDataMissing, load_records
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_records() -> None:
+@pytest.fixture(scope="module")
+def shared_records() -> None:
+    """Skips the test where the shared arXiv records are absent."""
     try:
         load_records()
     except EvalDataMissing as exc:
@@ -22,11 +23,13 @@ def test_parse_env_reads_key_value_pairs() -> None:
         parse_env(["EMBEDDINGS"])
 
 
+@pytest.mark.usefixtures("shared_records")
 def test_an_unknown_query_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--system", "bm25-all", "--queries", "k99"]) == 2
     assert "no query k99" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("shared_records")
 def test_bm25_over_all_records_finds_the_text_to_sql_papers(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -40,6 +43,7 @@ def test_bm25_over_all_records_finds_the_text_to_sql_papers(
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
+@pytest.mark.usefixtures("shared_records")
 def test_one_query_through_a_real_worker(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--system", "job", "--queries", "k01"]) == 0
     out = capsys.readouterr().out
