@@ -11,9 +11,11 @@ that a change is measured before and after (e.g. `--env EMBEDDINGS=hashing`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from tests.eval.job_stack import EvalStack
 from tests.eval.records import EvalDataMissing, corpus_papers, default_data_dir, load_records
@@ -53,6 +55,9 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--queries", nargs="+", metavar="ID", help="only these query ids")
     parser.add_argument("--per-query", action="store_true", help="also print each query's nDCG@10")
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="also write each system's rankings there"
+    )
     return parser
 
 
@@ -100,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.per_query:
         print()
         print("\n".join(per_query_table(rankings, queries)))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"details": details, "rankings": rankings}, indent=1))
     return 1 if "job" in rankings and job.failures() else 0
 
 

@@ -85,8 +85,8 @@ def _query(item: Mapping[str, object]) -> JudgedQuery:
             raise ValueError(f"query {query_id}: grade of {arxiv_id} must be 1, 2 or 3")
     return JudgedQuery(
         query_id=query_id,
-        group=cast(Group, group),
-        split=cast(Split, split),
+        group=group,
+        split=split,
         query=str(item["query"]),
         patterns=tuple(cast(Sequence[str], item.get("patterns", ()))),
         grades=dict(grades),
