@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.eval.job_stack import EvalStack
+from tests.eval.job_stack import CorpusIngestFailed, EvalStack
 from tests.eval.records import EvalDataMissing, corpus_papers, default_data_dir, load_records
 from tests.eval.relevance_set import JudgedQuery, load_relevance_set
 from tests.eval.report import header_lines, per_query_table, results_table
@@ -53,6 +53,12 @@ def argument_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a setting for the job system's workers (repeatable)",
     )
+    parser.add_argument(
+        "--corpus",
+        action="store_true",
+        help="ingest the records into the workers' local corpus first (needs `research-arm"
+        " corpus ingest`)",
+    )
     parser.add_argument("--queries", nargs="+", metavar="ID", help="only these query ids")
     parser.add_argument("--per-query", action="store_true", help="also print each query's nDCG@10")
     parser.add_argument(
@@ -84,17 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     rankings: dict[str, dict[str, list[str]]] = {}
     details = {"data": f"{default_data_dir()} ({len(records)} records)"}
-    with EvalStack(corpus_papers(records), worker_env) as stack:
-        systems: list[RankingSystem] = []
-        job = JobSystem(stack)
-        for name in systems_wanted:
-            systems.append(job if name == "job" else BM25AllSystem(records))
-        for system in systems:
-            rankings[system.name] = {q.query_id: system.rank(q) for q in queries}
+    seed = records if args.corpus else ()
+    try:
+        with EvalStack(corpus_papers(records), worker_env, seed_corpus=seed) as stack:
+            job = JobSystem(stack)
+            systems: list[RankingSystem] = [
+                job if name == "job" else BM25AllSystem(records) for name in systems_wanted
+            ]
+            for system in systems:
+                rankings[system.name] = {q.query_id: system.rank(q) for q in queries}
+    except CorpusIngestFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if "job" in rankings:
         details["job"] = (
             f"embedding model {', '.join(job.embedding_models())};"
-            f" worker env {' '.join(args.env) or '(defaults)'}; max_papers 20, no summaries"
+            f" worker env {' '.join(args.env) or '(defaults)'}; max_papers 20, no summaries;"
+            f" local corpus {'ingested' if args.corpus else 'none'}"
         )
         if job.failures():
             details["failed"] = ", ".join(job.failures())

@@ -10,7 +10,10 @@ and is driven through Celery exactly as an orchestrator drives it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,13 +23,19 @@ from types import TracebackType
 from typing import Any, Self
 
 from tests.bench.harness import JobRunner
+from tests.eval.records import EvalRecord, write_snapshot_jsonl
 from tests.support import RecordedRequest
 from tests.support.arxiv_corpus import CorpusPaper
 from tests.support.fake_arxiv import FakeArxivServer
-from tests.support.worker_process import WorkerProcess
+from tests.support.worker_process import REPO_ROOT, WorkerProcess
 from worker.local_redis import RedisServer
 
 JOB_TIMEOUT_SECONDS = 120.0
+INGEST_TIMEOUT_SECONDS = 600.0
+
+
+class CorpusIngestFailed(RuntimeError):
+    """The product's corpus ingest did not run (or this checkout has none)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,9 @@ class EvalStack:
     """Extra worker settings (e.g. EMBEDDINGS=hashing); they override the stack's own."""
     work_dir: Path | None = None
     """Where Redis and the workers keep their data; a temporary folder (removed) if None."""
+    seed_corpus: Sequence[EvalRecord] = ()
+    """Records ingested once into a local corpus that every job's worker starts with
+    (`research-arm corpus ingest`, where the checkout has it); none by default."""
 
     def __post_init__(self) -> None:
         self._own_work_dir = self.work_dir is None
@@ -72,6 +84,7 @@ class EvalStack:
         self._arxiv = FakeArxivServer(self.corpus)
         self._runner: JobRunner | None = None
         self._jobs = 0
+        self._seed: Path | None = None
         # A finished job's worker shuts down while the next one starts.
         self._stopping: list[threading.Thread] = []
 
@@ -80,6 +93,8 @@ class EvalStack:
             self._redis.start()
             self._arxiv.start()
             self._runner = JobRunner(self._redis.url)
+            if self.seed_corpus:
+                self._seed = self._ingest(self.seed_corpus)
         except BaseException:
             self.close()
             raise
@@ -105,12 +120,8 @@ class EvalStack:
         if self._own_work_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
-    def run_job(self, request: Mapping[str, Any]) -> JobRun:
-        """Run one research request on a worker of its own; a failed job is returned, not raised."""
-        assert self._runner is not None, "stack not started"
-        self._jobs += 1
-        data_dir = self._dir / f"job-{self._jobs}"
-        env = {
+    def _worker_env(self, data_dir: Path) -> dict[str, str]:
+        return {
             "REDIS_URL": self._redis.url,
             "DATA_DIR": str(data_dir),
             "QDRANT_PATH": str(data_dir / "qdrant"),
@@ -118,6 +129,38 @@ class EvalStack:
             "ARXIV_MIN_INTERVAL_SECONDS": "0",
             **self.worker_env,
         }
+
+    def _ingest(self, records: Sequence[EvalRecord]) -> Path:
+        """A data directory whose corpus holds `records`, built once by the product's ingest."""
+        seed = self._dir / "corpus-seed"
+        snapshot = write_snapshot_jsonl(records, self._dir / "snapshot" / "records.jsonl")
+        command = [sys.executable, "-m", "worker.cli", "corpus", "ingest", str(snapshot)]
+        done = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **self._worker_env(seed)},
+            capture_output=True,
+            text=True,
+            timeout=INGEST_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise CorpusIngestFailed(
+                f"`research-arm corpus ingest` failed (exit {done.returncode}); does this"
+                f" checkout have a local corpus?\n{done.stderr[-2000:]}"
+            )
+        return seed
+
+    def run_job(self, request: Mapping[str, Any]) -> JobRun:
+        """Run one research request on a worker of its own; a failed job is returned, not raised."""
+        assert self._runner is not None, "stack not started"
+        self._jobs += 1
+        data_dir = self._dir / f"job-{self._jobs}"
+        if self._seed is not None:
+            # Each job starts from the same ingested corpus: what one job stores
+            # never reaches the next.
+            shutil.copytree(self._seed, data_dir)
+        env = self._worker_env(data_dir)
         worker = WorkerProcess(
             env=env,
             log_path=self._dir / f"worker-{self._jobs}.log",

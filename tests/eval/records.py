@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -112,6 +112,42 @@ def corpus_papers(records: Sequence[EvalRecord]) -> list[CorpusPaper]:
         )
         for record in records
     ]
+
+
+def write_snapshot_jsonl(records: Sequence[EvalRecord], path: Path) -> Path:
+    """Write `records` as lines of Kaggle's arXiv metadata snapshot (what an ingest reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            versions = [{"version": "v1", "created": format_datetime(record.published)}]
+            if record.version > 1:
+                versions += [
+                    {"version": f"v{n}", "created": format_datetime(record.updated)}
+                    for n in range(2, record.version + 1)
+                ]
+            line = {
+                "id": record.arxiv_id,
+                "submitter": None,
+                "authors": ", ".join(record.authors),
+                "title": record.title,
+                "comments": None,
+                "journal-ref": None,
+                "doi": None,
+                "report-no": None,
+                "categories": " ".join(record.categories),
+                "license": None,
+                "abstract": record.abstract,
+                "versions": versions,
+                "update_date": record.updated.date().isoformat(),
+                "authors_parsed": [_parsed_name(name) for name in record.authors],
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return path
+
+
+def _parsed_name(name: str) -> list[str]:
+    first, _, last = name.rpartition(" ")
+    return [last, first, ""]
 
 
 def _clean(text: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.eval.__main__ import main, parse_env
-from tests.eval.records import EvalDataMissing, load_records
+from tests.eval.records import EvalDataMissing, _from_kaggle, load_records, write_snapshot_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +53,22 @@ def test_one_query_through_a_real_worker(capsys: pytest.CaptureFixture[str]) -> 
     assert "embedding model " in out
     row = next(line for line in out.splitlines() if line.startswith("job        keyword"))
     assert float(row.split()[5]) > 0  # the job returned a relevant paper
+
+
+@pytest.mark.usefixtures("shared_records")
+def test_the_snapshot_writer_round_trips_through_the_kaggle_reader(tmp_path: Path) -> None:
+    records = [
+        record for record in load_records() if record.arxiv_id in ("0704.0001", "2603.10697")
+    ]
+    path = write_snapshot_jsonl(records, tmp_path / "snapshot.jsonl")
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [line["id"] for line in lines] == [record.arxiv_id for record in records]
+    again = [_from_kaggle(line) for line in lines]
+    for before, after in zip(records, again, strict=True):
+        assert (after.title, after.abstract, after.categories) == (
+            before.title,
+            before.abstract,
+            before.categories,
+        )
+        assert after.authors == before.authors
+        assert after.published == before.published and after.version == before.version
