@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench schemas lock clean
+.PHONY: run test lint bench eval schemas lock clean
 
 $(INSTALLED): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python -m tests.bench $(ARGS)
+
+# Ranking quality on the graded relevance set (docs/evaluation.md); needs the
+# shared arXiv records beside the repository or in EVAL_DATA_DIR.
+eval: $(INSTALLED)
+	$(BIN)/python -m tests.eval $(ARGS)
 
 schemas: $(INSTALLED)
 	$(BIN)/research-arm schemas

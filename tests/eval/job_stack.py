@@ -1,0 +1,184 @@
+"""The product's job path, private to one evaluation run.
+
+A Redis of its own on a free port, the fake arXiv server (in a thread of this
+process) serving the shared real records, and one `research-arm worker`
+process per query, each with a fresh data directory: the Qdrant memory of one
+query (or of an earlier run) never feeds another. The worker reaches arXiv
+through its real client, rate gate (ARXIV_MIN_INTERVAL_SECONDS=0) and cache,
+and is driven through Celery exactly as an orchestrator drives it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from tests.bench.harness import JobRunner
+from tests.eval.records import EvalRecord, write_snapshot_jsonl
+from tests.support import RecordedRequest
+from tests.support.arxiv_corpus import CorpusPaper
+from tests.support.fake_arxiv import FakeArxivServer
+from tests.support.worker_process import REPO_ROOT, WorkerProcess
+from worker.local_redis import RedisServer
+
+JOB_TIMEOUT_SECONDS = 120.0
+INGEST_TIMEOUT_SECONDS = 600.0
+
+
+class CorpusIngestFailed(RuntimeError):
+    """The product's corpus ingest did not run (or this checkout has none)."""
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One research job as the evaluation saw it."""
+
+    state: str
+    result: Any
+    arxiv_requests: tuple[RecordedRequest, ...]
+    """What the worker asked the fake arXiv for during this job."""
+    latency_seconds: float
+
+    @property
+    def ranking(self) -> list[str]:
+        """The arXiv ids the job returned, best first ([] if the job failed)."""
+        if self.state != "SUCCESS" or not isinstance(self.result, dict):
+            return []
+        return [str(paper["arxiv_id"]) for paper in self.result.get("papers", [])]
+
+    @property
+    def embedding_model(self) -> str:
+        """The embedder's name as the job's provenance records it."""
+        if not isinstance(self.result, dict):
+            return "?"
+        models = self.result.get("provenance", {}).get("models", {})
+        return str(models.get("embedding", "?"))
+
+
+@dataclass
+class EvalStack:
+    """Redis, fake arXiv and a job runner; `run_job` starts a fresh worker per job."""
+
+    corpus: Sequence[CorpusPaper]
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+    """Extra worker settings (e.g. EMBEDDINGS=hashing); they override the stack's own."""
+    work_dir: Path | None = None
+    """Where Redis and the workers keep their data; a temporary folder (removed) if None."""
+    seed_corpus: Sequence[EvalRecord] = ()
+    """Records ingested once into a local corpus that every job's worker starts with
+    (`research-arm corpus ingest`, where the checkout has it); none by default."""
+
+    def __post_init__(self) -> None:
+        self._own_work_dir = self.work_dir is None
+        self._dir = self.work_dir or Path(tempfile.mkdtemp(prefix="research-arm-eval-"))
+        self._redis = RedisServer(data_dir=self._dir / "redis")
+        self._arxiv = FakeArxivServer(self.corpus)
+        self._runner: JobRunner | None = None
+        self._jobs = 0
+        self._seed: Path | None = None
+        # A finished job's worker shuts down while the next one starts.
+        self._stopping: list[threading.Thread] = []
+
+    def __enter__(self) -> Self:
+        try:
+            self._redis.start()
+            self._arxiv.start()
+            self._runner = JobRunner(self._redis.url)
+            if self.seed_corpus:
+                self._seed = self._ingest(self.seed_corpus)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for thread in self._stopping:
+            thread.join()
+        self._stopping.clear()
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+        self._arxiv.stop()
+        self._redis.stop()
+        if self._own_work_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _worker_env(self, data_dir: Path) -> dict[str, str]:
+        return {
+            "REDIS_URL": self._redis.url,
+            "DATA_DIR": str(data_dir),
+            "QDRANT_PATH": str(data_dir / "qdrant"),
+            "ARXIV_API_URL": self._arxiv.url,
+            "ARXIV_MIN_INTERVAL_SECONDS": "0",
+            **self.worker_env,
+        }
+
+    def _ingest(self, records: Sequence[EvalRecord]) -> Path:
+        """A data directory whose corpus holds `records`, built once by the product's ingest."""
+        seed = self._dir / "corpus-seed"
+        snapshot = write_snapshot_jsonl(records, self._dir / "snapshot" / "records.jsonl")
+        command = [sys.executable, "-m", "worker.cli", "corpus", "ingest", str(snapshot)]
+        done = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **self._worker_env(seed)},
+            capture_output=True,
+            text=True,
+            timeout=INGEST_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise CorpusIngestFailed(
+                f"`research-arm corpus ingest` failed (exit {done.returncode}); does this"
+                f" checkout have a local corpus?\n{done.stderr[-2000:]}"
+            )
+        return seed
+
+    def run_job(self, request: Mapping[str, Any]) -> JobRun:
+        """Run one research request on a worker of its own; a failed job is returned, not raised."""
+        assert self._runner is not None, "stack not started"
+        self._jobs += 1
+        data_dir = self._dir / f"job-{self._jobs}"
+        if self._seed is not None:
+            # Each job starts from the same ingested corpus: what one job stores
+            # never reaches the next.
+            shutil.copytree(self._seed, data_dir)
+        env = self._worker_env(data_dir)
+        worker = WorkerProcess(
+            env=env,
+            log_path=self._dir / f"worker-{self._jobs}.log",
+            pool="threads",
+            concurrency=1,
+            hostname=f"eval-{self._jobs}@%h",
+        )
+        worker.start(ready_timeout=60.0)
+        try:
+            self._arxiv.clear()
+            (outcome,) = self._runner.run([dict(request)], timeout=JOB_TIMEOUT_SECONDS)
+            requests = tuple(r for r in self._arxiv.requests if r.path.rstrip("/") == "/api/query")
+        finally:
+            stopper = threading.Thread(target=worker.stop, name=f"stop-eval-{self._jobs}")
+            stopper.start()
+            self._stopping.append(stopper)
+        return JobRun(outcome.state, outcome.result, requests, outcome.latency)
+
+    def served_papers(self, request: RecordedRequest) -> bytes:
+        """The feed the fake arXiv answers `request` with (the same answer, asked again)."""
+        return self._arxiv.search(request.params).encode()
