@@ -30,7 +30,7 @@ from typing import Any
 
 from schemas.research import Paper
 from tasks.arxiv_feed import parse_feed
-from tasks.embeddings import Embedder, HashingEmbedder
+from tasks.embeddings import Embedder
 from tasks.relevance import rank_candidates
 from tests.eval.__main__ import parse_env
 from tests.eval.job_stack import EvalStack
@@ -39,6 +39,7 @@ from tests.eval.records import EvalDataMissing, corpus_papers, load_records
 from tests.eval.relevance_set import GROUPS, JudgedQuery, load_relevance_set
 from tests.eval.report import REPO_ROOT, commit_description, header_lines
 from tests.eval.systems import RANKING_DEPTH, BM25AllSystem, JobSystem
+from worker.resources import build_embedder
 from worker.settings import Settings
 
 DEFAULT_POOLS = REPO_ROOT / ".data" / "eval" / "tune-pools.json"
@@ -78,16 +79,12 @@ def _environment(overrides: Mapping[str, str]) -> Iterator[None]:
 
 
 def product_embedder(overrides: Mapping[str, str]) -> Embedder:
-    """The embedder a worker builds from the environment plus `overrides`.
-
-    The one place that mirrors the worker's choice (worker/resources.py): keep
-    it in step when the worker's embedder construction changes.
-    """
+    """The embedder a worker builds from the environment plus `overrides` (worker/resources.py)."""
     with _environment(overrides):
         settings = Settings()
-    if settings.embeddings != "local":
-        raise SystemExit(f"tuning runs offline; EMBEDDINGS={settings.embeddings} is not supported")
-    return HashingEmbedder()
+    if settings.embeddings == "openai":
+        raise SystemExit("tuning runs offline; EMBEDDINGS=openai is not supported")
+    return build_embedder(settings, None)
 
 
 def record_pools(queries: Sequence[JudgedQuery], worker_env: Mapping[str, str]) -> dict[str, Any]:
