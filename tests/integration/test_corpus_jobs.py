@@ -202,7 +202,7 @@ def test_corpus_status_reports_its_fields(corpus_env: dict[str, str], module_dir
     status = json.loads(done.stdout)
     assert {"records", "watermark", "embedding_model", "collection", "bytes_on_disk"} <= set(status)
     assert (status["records"], status["watermark"]) == (4, "2025-06-30")
-    assert status["embedding_model"] == "local-hashing-v1-384"
+    assert status["embedding_model"] == "all-MiniLM-L6-v2"
     assert status["collection"] == "research_papers" and status["bytes_on_disk"] > 0
 
 
@@ -217,22 +217,10 @@ def test_a_worker_of_another_embedding_model_refuses_to_start(
         start_worker(**env, EMBEDDINGS="openai", EMBEDDING_MODEL="text-embedding-3-small")
 
     message = str(refused.value)
-    assert "refusing to start" in message and "local-hashing-v1-384" in message
+    assert "refusing to start" in message and "all-MiniLM-L6-v2" in message
     assert "QDRANT_COLLECTION" in message
 
 
-def _embeds_meaning() -> bool:
-    from worker.resources import build_embedder
-    from worker.settings import Settings
-
-    return not build_embedder(Settings(embeddings="local"), None).name.startswith("local-hashing")
-
-
-@pytest.mark.skipif(
-    not _embeds_meaning(),
-    reason="EMBEDDINGS=local is still the lexical hashing embedder here: this test needs the "
-    "semantic model (all-MiniLM-L6-v2) and runs once it is the local default",
-)
 def test_a_job_finds_a_paper_only_the_corpus_holds_that_shares_no_word_with_the_query(
     worker: WorkerProcess, client: ResearchClient, arxiv_server: FakeArxivServer
 ) -> None:
