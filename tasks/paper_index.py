@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import redis
+import structlog
 from qdrant_client import QdrantClient, models
 
 from schemas.research import Paper
@@ -43,6 +44,8 @@ from tasks.corpus_coverage import CoverageEntry
 from tasks.embeddings import Embedder
 from tasks.errors import MemoryUnavailable
 from tasks.paper_vectors import paper_text
+
+log = structlog.get_logger("research_arm.paper_index")
 
 SPARSE_VECTOR: Final = "bm25"
 ORIGIN_SNAPSHOT: Final = "snapshot"
@@ -356,15 +359,15 @@ class PaperIndex:
         version (whose title or abstract may differ), are left out. The
         vectors embed `embedding_text(paper)`.
 
-        Raises:
-            MemoryUnavailable: Qdrant failed.
+        Qdrant failing is not an error here: the vectors are then cached or
+        computed, and the job goes on (the recall and store stages report it).
         """
         if not papers:
             return {}
         wanted = {point_id(p.arxiv_id): p for p in papers}
         with self._lock:
-            client = self._open()
             try:
+                client = self._open()
                 if not client.collection_exists(self.collection):
                     return {}
                 records = client.retrieve(
@@ -373,9 +376,10 @@ class PaperIndex:
                     with_payload=["arxiv_id", "version"],
                     with_vectors=[self.embedder.name],
                 )
-            except Exception as exc:
+            except Exception as exc:  # any failure: Qdrant is away, vectors come from elsewhere
                 self._drop_client()
-                raise MemoryUnavailable(f"Qdrant read failed: {exc}") from exc
+                log.warning("stored_vectors_unavailable", error=str(exc))
+                return {}
         found: dict[str, list[float]] = {}
         for record in records:
             paper = wanted.get(str(record.id))

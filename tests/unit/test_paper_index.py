@@ -143,6 +143,20 @@ def test_an_unreachable_qdrant_is_memory_unavailable() -> None:
     unreachable.close()
 
 
+def test_an_unreachable_qdrant_holds_no_stored_vectors_for_rank() -> None:
+    # Given an index whose Qdrant is away
+    unreachable = PaperIndex(
+        lambda: QdrantClient(url="http://127.0.0.1:9", timeout=1, check_compatibility=False),
+        COLLECTION,
+        HashingEmbedder(),
+        summary_model=None,
+    )
+
+    # When rank asks it for stored vectors, then it has none, and rank computes them
+    assert unreachable.stored_vectors([make_paper("2401.00001")]) == {}
+    unreachable.close()
+
+
 def test_parked_writes_are_written_once_qdrant_answers(memory: PaperIndex) -> None:
     pending = PendingWrites(fakeredis.FakeRedis())
     pending.park([make_paper("2401.00001"), make_paper("2401.00002")], query="q", job_id="job-1")
