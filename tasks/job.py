@@ -34,7 +34,7 @@ from tasks.errors import InvalidRequest, MemoryUnavailable, UpstreamError
 from tasks.paper_index import PaperIndex, PendingWrites
 from tasks.paper_vectors import PaperVectorLookup
 from tasks.query_planner import joined_queries, plan_search
-from tasks.relevance import job_confidence, lexical_order, rank_candidates
+from tasks.relevance import LEXICAL_WEIGHT, job_confidence, lexical_order, rank_candidates
 from tasks.summarizer import SummaryBatch
 from tasks.usage import add_embedding_call
 from tasks.version import arm_version
@@ -395,7 +395,8 @@ def method_description(job: JobState) -> str:
         summaries = f"llm:{job.llm_model}" if job.llm_model else "extractive"
     return (
         f"qdrant-recall(dense+bm25, rrf) + arxiv-search "
-        f"+ rank(bm25 0.6, {job.embedding_model} 0.4) + summaries({summaries})"
+        f"+ rank(bm25 {LEXICAL_WEIGHT:g}, {job.embedding_model} {1 - LEXICAL_WEIGHT:g}) "
+        f"+ summaries({summaries})"
     )
 
 
