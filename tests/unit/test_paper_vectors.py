@@ -17,6 +17,7 @@ from tasks.paper_vectors import (
     PaperVectorLookup,
     paper_text,
 )
+from tasks.relevance import LEXICAL_WEIGHT
 from tests.unit.factories import make_paper
 
 
@@ -244,5 +245,5 @@ def test_rank_stage_uses_a_known_vector_beyond_the_embedding_depth(
     assert paper_text(candidates[1]) not in embedder.calls[1]
     assert len(embedder.calls[1]) == 3
     scores = {p.arxiv_id: p.relevance_score for p in job.papers}
-    # No lexical match: its whole score is the semantic share (0.4) of a cosine of 1.
-    assert scores[candidates[1].arxiv_id] == pytest.approx(0.4, abs=1e-3)
+    # No lexical match: its whole score is the semantic share of a cosine of 1.
+    assert scores[candidates[1].arxiv_id] == pytest.approx(1 - LEXICAL_WEIGHT, abs=1e-3)
