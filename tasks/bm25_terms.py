@@ -29,8 +29,11 @@ from functools import lru_cache
 from typing import Final
 
 from tasks.embeddings import content_words
-from tasks.relevance import BM25_B, BM25_K1
-from tasks.relevance import _stem as stem  # the ranker's stemming, so both agree on terms
+from tasks.relevance import (
+    BM25_B,
+    BM25_K1,
+    stem,  # the ranker's stemming, so both agree on terms
+)
 
 # The length (in terms) of a typical indexed paper, title twice plus abstract.
 # BM25 penalises longer documents relative to this; it is fixed rather than

@@ -41,7 +41,7 @@ LEXICAL_WEIGHT: Final = 0.3
 _SINGULAR_S_ENDINGS: Final = ("ss", "us", "is")
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """Light plural stemming, so that a word and its plural give the same term.
 
     Strips a plural "ies", "es" or "s" (words of four letters or more), then a
@@ -66,7 +66,7 @@ def _stem(word: str) -> str:
 
 def _terms(text: str) -> list[str]:
     """The text's search terms: lower-cased content words, stemmed."""
-    return [_stem(word) for word in content_words(text)]
+    return [stem(word) for word in content_words(text)]
 
 
 def lexical_scores(query: str, documents: Sequence[str]) -> list[float]:

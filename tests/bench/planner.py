@@ -39,8 +39,7 @@ import statistics
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fakeredis
@@ -53,61 +52,16 @@ from tasks.constants import ARXIV_GATE_KEY
 from tasks.job import JobState, candidate_count, search_stage, timed_stage
 from tasks.query_planner import plan_search
 from tasks.rate_gate import ArxivRateGate
-from tests.support.fake_arxiv import CorpusPaper, FakeArxivServer
+from tests.eval.records import corpus_papers, load_records
+from tests.support.fake_arxiv import FakeArxivServer
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "arxiv_metadata"
 DEFAULT_JUDGMENTS = REPO / "tests" / "eval" / "relevance_set.json"
-API_EXPORT = "arxiv_api_cat_cs.CL_latest500_2026-03.json"
-KAGGLE_HEAD = "kaggle_arxiv-metadata-oai-snapshot_head200.jsonl"
 # research-arm's defaults: ARXIV_CANDIDATE_FACTOR and ARXIV_MAX_CANDIDATES.
 CANDIDATE_FACTOR = 3
 MAX_CANDIDATES = 50
 GATE_SECONDS = 3.0
-
-
-def load_records(data: Path) -> list[CorpusPaper]:
-    """The real records as the fake's papers (the API export's dates from its ids' order)."""
-    papers = []
-    for record in json.loads((data / API_EXPORT).read_text(encoding="utf-8")):
-        arxiv_id, _, version = record["id"].partition("v")
-        # The export has only the year; new-style ids count up within their month,
-        # so the number orders the papers as their submission times did.
-        month = datetime(2000 + int(arxiv_id[:2]), int(arxiv_id[2:4]), 1, tzinfo=UTC)
-        papers.append(
-            CorpusPaper(
-                arxiv_id=arxiv_id,
-                title=_one_line(record["title"]),
-                abstract=_one_line(record["abstract"]),
-                authors=tuple(record["authors"]),
-                categories=tuple(dict.fromkeys(record["categories"])),
-                published=month + timedelta(minutes=int(arxiv_id[5:])),
-                version=int(version or 1),
-            )
-        )
-    for line in (data / KAGGLE_HEAD).read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        versions = record["versions"]
-        papers.append(
-            CorpusPaper(
-                arxiv_id=record["id"],
-                title=_one_line(record["title"]),
-                abstract=_one_line(record["abstract"]),
-                authors=tuple(_one_line(a) for a in record["authors"].split(",") if a.strip()),
-                categories=tuple(record["categories"].split()),
-                published=parsedate_to_datetime(versions[0]["created"]),
-                updated=parsedate_to_datetime(versions[-1]["created"]),
-                version=len(versions),
-                doi=record.get("doi"),
-                journal_ref=record.get("journal-ref"),
-                comment=record.get("comments"),
-            )
-        )
-    return papers
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -314,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--factor", type=int, default=CANDIDATE_FACTOR, help="ARXIV_CANDIDATE_FACTOR to measure"
     )
     args = parser.parse_args(argv)
-    corpus = load_records(args.data)
+    # The same papers, read the same way, as `make eval` serves them.
+    corpus = corpus_papers(load_records(args.data))
     max_papers_values = [int(value) for value in args.max_papers.split(",")]
     if not args.judgments.exists():
         parser.error(f"no graded relevance set at {args.judgments}: pass --judgments PATH")
