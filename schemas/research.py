@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -62,6 +62,10 @@ Category = Annotated[str, AfterValidator(_check_category)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 SummaryMethod = Literal["llm", "extractive", "cached", "none"]
 Source = Literal["corpus", "arxiv"]
+# The stages of a job's chain, in order, and how each can end (provenance.stages).
+StageName = Literal["recall", "search", "rank", "summarize", "store"]
+StageOutcome = Literal["ok", "degraded", "skipped", "cached"]
+STAGE_NAMES: tuple[StageName, ...] = get_args(StageName)
 ALL_SOURCES: Final[tuple[Source, ...]] = ("corpus", "arxiv")
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 
@@ -153,11 +157,11 @@ class Paper(BaseModel):
 class StageRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Literal["recall", "search", "rank", "summarize", "store"]
+    name: StageName
     worker: str = Field(description="Hostname of the worker that ran the stage.")
     started_at: datetime
     duration_ms: float
-    outcome: Literal["ok", "degraded", "skipped", "cached"]
+    outcome: StageOutcome
 
 
 class ModelNames(BaseModel):

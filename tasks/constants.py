@@ -14,8 +14,6 @@ TASK_STORE: Final = "research.store"
 TASK_INGEST_CHUNK: Final = "research.ingest_chunk"
 TASK_INGEST_COMMIT: Final = "research.ingest_commit"
 
-STAGES: Final = ("recall", "search", "rank", "summarize", "store")
-
 # Redis keys of our own. Celery's and kombu's keys (the queue list `research`,
 # `unacked`, `celery-task-meta-*`) are theirs and keep their names.
 ARXIV_GATE_KEY: Final = "research-arm:arxiv:next-slot"

@@ -13,18 +13,13 @@ whether the search stage calls arXiv at all, and for which dates.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from pathlib import Path
+from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.research import ResearchRequest
-
-CORPUS_STATUS_FILE_NAME = "corpus.json"
 
 
 class CoverageEntry(BaseModel):
@@ -104,48 +99,3 @@ def plan_arxiv_search(
         return ArxivWindow(False, None, None, f"inside the corpus (watermark {watermark})")
     start = max(request.start_date, watermark) if request.start_date else watermark
     return ArxivWindow(True, start, request.end_date, f"newer than the watermark {watermark}")
-
-
-class CorpusStatus(BaseModel):
-    """The index as `research-arm corpus status` and the health sidecar report it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    collection: str
-    embedding_model: str | None = Field(description="The model the collection's vectors are of.")
-    records: int = Field(ge=0, description="Papers the index holds (snapshot and job-stored).")
-    watermark: date | None = Field(description="Newest first-submission date of a snapshot.")
-    coverage: list[CoverageEntry] = Field(default_factory=list)
-    bytes_on_disk: int | None = Field(description="Size of an embedded store; None on a server.")
-    updated_at: datetime
-
-
-def write_corpus_status(data_dir: Path, status: CorpusStatus) -> Path:
-    """Write `status` where the sidecar reads it (atomically: a reader never sees half a file)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / CORPUS_STATUS_FILE_NAME
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(status.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-def read_corpus_status(data_dir: Path) -> CorpusStatus | None:
-    """The last status written in `data_dir`, or None if there is none (or it is unreadable)."""
-    try:
-        raw = (data_dir / CORPUS_STATUS_FILE_NAME).read_text(encoding="utf-8")
-        return CorpusStatus.model_validate(json.loads(raw))
-    except (OSError, ValueError):
-        return None
-
-
-def directory_bytes(path: Path) -> int:
-    """Bytes of every file under `path` (0 if it does not exist)."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += (Path(root) / name).stat().st_size
-            except OSError:
-                continue  # removed while walking
-    return total

@@ -16,7 +16,8 @@ from celery import Task, shared_task
 
 from tasks.constants import TASK_INGEST_CHUNK, TASK_INGEST_COMMIT
 from tasks.corpus_ingest import SnapshotFilter, ingest_lines
-from worker.resources import current_resources
+from tasks.corpus_status import write_status_file
+from tasks.resources import stage_resources
 
 
 def _filter(categories: list[str], since: str | None) -> SnapshotFilter:
@@ -28,7 +29,7 @@ def ingest_chunk(
     self: Task, lines: list[str], first_line: int, categories: list[str], since: str | None
 ) -> dict[str, Any]:
     """Parse, filter, embed and upsert one chunk of snapshot lines; returns its IngestCounts."""
-    counts = ingest_lines(lines, first_line, _filter(categories, since), current_resources().memory)
+    counts = ingest_lines(lines, first_line, _filter(categories, since), stage_resources().index)
     return counts.model_dump(mode="json")
 
 
@@ -38,12 +39,11 @@ def ingest_commit(
 ) -> list[dict[str, Any]]:
     """Record a completed ingest's coverage in the index; returns the coverage now recorded.
 
-    The worker's status file (what its sidecar reports) is refreshed too.
+    The worker's status file (what its sidecar reads) is refreshed too.
     """
-    from worker.corpus_admin import refresh_status_file
-
-    resources = current_resources()
+    resources = stage_resources()
+    settings = resources.settings
     entry = _filter(categories, since).coverage(date.fromisoformat(watermark))
-    coverage = resources.memory.record_coverage(entry)
-    refresh_status_file(resources.memory, resources.settings)
+    coverage = resources.index.record_coverage(entry)
+    write_status_file(resources.index, settings.data_dir, settings.qdrant_store_path)
     return [e.model_dump(mode="json") for e in coverage]

@@ -1,15 +1,20 @@
-"""The Celery tasks of a research job: thin shells around the stages in `tasks.job`.
+"""The Celery tasks of a research job: thin shells around the stages in `tasks.stages`.
 
 `research.execute` validates the request and replaces itself with the chain
 recall → search → rank → summarize → store; the chain's last task inherits the
 job id, so the job id's result is the final ResearchResponse. Each stage
 reports PROGRESS on the job id with {stage, done, total}.
+
+A shell only adapts: `run_stage` binds the log context, counts the
+delivery, reports progress, times the stage, records its result in the
+job's provenance and in the metrics, and maps its errors to a Celery retry
+or a requeue. What a stage does, and when it gives up, is the stage's own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +24,8 @@ import structlog
 from celery import Task, chain, shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
-from schemas.research import Usage
-from tasks import job as stages
+from schemas.research import StageRecord, Usage
+from tasks.cancellation import current_task_cancelled
 from tasks.constants import (
     QUEUE,
     TASK_EXECUTE,
@@ -38,14 +43,16 @@ from tasks.errors import (
     UpstreamUnavailable,
     WorkCancelled,
 )
-from tasks.job import JobState, StageName, StageTimer, timed_stage
+from tasks.job import JobState, accept_job, build_response
+from tasks.resources import StageResources, StageSettings, stage_resources
 from tasks.retry import retry_countdown
-from tasks.summarizer import LlmBudget, summarize_papers
+from tasks.stage import Attempt, Stage, stage_deadline
+from tasks.stages import rank as rank_stage
+from tasks.stages import recall as recall_stage
+from tasks.stages import search as search_stage
+from tasks.stages import store as store_stage
+from tasks.stages import summarize as summarize_stage
 from tasks.usage import AttemptUsage, add_usage, usage_since
-from worker.metrics import worker_metrics
-from worker.resources import WorkerResources, current_resources
-from worker.settings import Settings
-from worker.thread_pool import current_task_cancelled
 
 log = structlog.get_logger("research_arm.pipeline")
 
@@ -60,27 +67,6 @@ PASS_ON_ONLY: dict[str, Any] = {"ignore_result": True, "store_errors_even_if_ign
 # execute and store run under the job id and write PROGRESS as they start: a
 # STARTED state written just before it would be a backend write no one reads.
 REPORTS_ITS_OWN_START: dict[str, Any] = {"track_started": False}
-StageWork = Callable[[JobState, WorkerResources, StageTimer], None]
-
-# What a stage waits on, named in the error of a stage that outran its time.
-STAGE_SERVICES: dict[StageName, str] = {
-    "recall": "qdrant",
-    "search": "arxiv",
-    "rank": "embeddings",
-    "summarize": "llm",
-    "store": "qdrant",
-}
-
-
-def stage_deadline(settings: Settings) -> float:
-    """When a stage starting now must stop waiting (a `time.monotonic()` value).
-
-    The thread pool enforces no Celery time limit at all, so this deadline is
-    the only one there; under prefork it comes a little before Celery's soft
-    limit, so the stage ends on its own terms before SoftTimeLimitExceeded.
-    """
-    soft = settings.task_soft_time_limit_seconds
-    return time.monotonic() + soft - min(5.0, max(0.5, 0.1 * soft))
 
 
 def give_back(reason: str) -> Reject:
@@ -129,9 +115,10 @@ class ThrottledProgress:
             report_progress(self._task, self._job_id, self._stage, done, total)
 
 
-def retry_or_give_up(task: Task, exc: TransientUpstreamError, max_retries: int) -> Exception:
+def retry_or_give_up(
+    task: Task, exc: TransientUpstreamError, max_retries: int, settings: StageSettings
+) -> Exception:
     """A Celery retry with a jittered countdown, or UpstreamUnavailable once retries are spent."""
-    settings = current_resources().settings
     retries = task.request.retries
     if retries >= max_retries:
         return UpstreamUnavailable(
@@ -157,7 +144,7 @@ def retry_or_give_up(task: Task, exc: TransientUpstreamError, max_retries: int) 
 
 
 @contextmanager
-def counted_delivery(task: Task, resources: WorkerResources) -> Iterator[int]:
+def counted_delivery(task: Task, resources: StageResources) -> Iterator[int]:
     """Count this delivery of the task's message; fail the job at the delivery limit.
 
     Yields how many deliveries of this message are unfinished, this one
@@ -170,7 +157,7 @@ def counted_delivery(task: Task, resources: WorkerResources) -> Iterator[int]:
     try:
         deliveries = counter.check(task.name, resources.settings.max_deliveries)
     except DeliveryLimitExceeded as exc:
-        worker_metrics().record_delivery_limit(task.name)
+        resources.metrics.record_delivery_limit(task.name)
         log.error("delivery_limit_exceeded", task=task.name, deliveries=exc.deliveries)
         raise
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -195,28 +182,18 @@ def keep_attempt_usage(attempts: AttemptUsage, job: JobState, before: Usage) -> 
         log.warning("attempt_usage_not_kept", error=str(exc))
 
 
-def record_embedding_metrics(job: JobState, tokens_before: int) -> None:
-    """Count in the metrics the embedding tokens a stage added to the job's ledger."""
-    spent = job.usage.embeddings.tokens - tokens_before
-    if spent:
-        worker_metrics().record_embedding_tokens(job.embedding_model, spent)
-
-
-def run_stage(
-    task: Task, state: JobJson, name: StageName, work: StageWork, *, max_retries: int = 0
-) -> JobState:
+def run_stage(task: Task, state: JobJson, stage: Stage) -> JobState:
     """Run one stage on the job in `state`: delivery limit, log context, progress, timing,
-    retries, and the usage of earlier attempts of this stage.
+    metrics, retries, and the usage of earlier attempts of this stage.
     """
     job = JobState.model_validate(state)
-    resources = current_resources()
-    with job_log_context(job.job_id, task.request.id, name):
+    resources = stage_resources()
+    with job_log_context(job.job_id, task.request.id, stage.name):
         if current_task_cancelled():
             raise give_back("the worker cancelled the stage")
         with counted_delivery(task, resources) as deliveries:
-            _run_attempt(task, job, name, work, resources, max_retries, deliveries)
-        record = job.stages[-1]
-        worker_metrics().record_stage(record)
+            record = _run_attempt(task, job, stage, resources, deliveries)
+        resources.metrics.record_stage(record)
         log.info(
             "stage_finished",
             outcome=record.outcome,
@@ -229,16 +206,13 @@ def run_stage(
 
 
 def _run_attempt(
-    task: Task,
-    job: JobState,
-    name: StageName,
-    work: StageWork,
-    resources: WorkerResources,
-    max_retries: int,
-    deliveries: int,
-) -> None:
+    task: Task, job: JobState, stage: Stage, resources: StageResources, deliveries: int
+) -> StageRecord:
+    """One attempt of the stage; returns its provenance record, appended to the job."""
     request = task.request
-    attempts = AttemptUsage(resources.redis, job.job_id, name)
+    settings = resources.settings
+    max_retries = stage.max_retries(settings)
+    attempts = AttemptUsage(resources.redis, job.job_id, stage.name)
     # A retry's message carries the job as the stage first received it: what
     # earlier attempts spent comes back from Redis (nothing to read otherwise).
     delivery_info = getattr(request, "delivery_info", None) or {}
@@ -248,13 +222,25 @@ def _run_attempt(
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise give_back(f"redis unavailable: {exc}") from exc
     before = job.usage.model_copy(deep=True)
-    report_progress(task, job.job_id, name, 0, 1)
+    report_progress(task, job.job_id, stage.name, 0, 1)
+    attempt = Attempt(
+        retries=request.retries or 0,
+        max_retries=max_retries,
+        deadline=stage_deadline(settings),
+        progress=ThrottledProgress(task, job.job_id, stage.name, PROGRESS_INTERVAL_SECONDS),
+        cancelled=current_task_cancelled,
+        interrupted_by=(SoftTimeLimitExceeded,),
+    )
+    started_at = datetime.now(UTC)
+    start = time.perf_counter()
     try:
-        with timed_stage(job, name, request.hostname or "unknown") as timer:
-            work(job, resources, timer)
+        result = stage.run(job, resources, attempt)
+        resources.metrics.record_stage_result(stage.name, result, job.embedding_model)
+        if result.retry is not None:
+            raise result.retry
     except TransientUpstreamError as exc:
         keep_attempt_usage(attempts, job, before)
-        raise retry_or_give_up(task, exc, max_retries) from exc
+        raise retry_or_give_up(task, exc, max_retries, settings) from exc
     except WorkCancelled as exc:
         keep_attempt_usage(attempts, job, before)
         raise give_back(str(exc)) from exc
@@ -263,34 +249,42 @@ def _run_attempt(
         # is away nothing can be stored or retried, so the message waits in it.
         raise give_back(f"redis unavailable: {exc}") from exc
     except SoftTimeLimitExceeded as exc:
-        soft = resources.settings.task_soft_time_limit_seconds
         raise UpstreamUnavailable(
-            STAGE_SERVICES[name],
-            f"the {name} stage did not finish within the soft time limit ({soft} s)",
+            stage.service,
+            f"the {stage.name} stage did not finish within the soft time limit "
+            f"({settings.task_soft_time_limit_seconds} s)",
         ) from exc
+    record = StageRecord(
+        name=stage.name,
+        worker=request.hostname or "unknown",
+        started_at=started_at,
+        duration_ms=round((time.perf_counter() - start) * 1000, 3),
+        outcome=result.outcome,
+    )
+    job.stages.append(record)
+    return record
 
 
 @shared_task(bind=True, name=TASK_EXECUTE, throws=(InvalidRequest,), **REPORTS_ITS_OWN_START)
 def execute(self: Task, *args: Any, **kwargs: Any) -> None:
     """Validate the request, then become the job's chain (the job id's result is its response)."""
     job_id = self.request.id
-    resources = current_resources()
+    resources = stage_resources()
     with job_log_context(job_id, job_id, "validate"), counted_delivery(self, resources):
+        summarizer = resources.summarizer
         try:
-            request = stages.parse_job_payload(args, kwargs)
+            job = accept_job(
+                job_id,
+                args,
+                kwargs,
+                embedding_model=resources.embedder.name,
+                llm_model=summarizer.model if summarizer else None,
+            )
         except InvalidRequest as exc:
             log.info("job_rejected", errors=exc.errors)
             raise
-        summarizer = resources.summarizer
-        job = JobState(
-            job_id=job_id,
-            request=request,
-            accepted_at=datetime.now(UTC),
-            embedding_model=resources.embedder.name,
-            llm_model=summarizer.model if summarizer and request.include_summaries else None,
-        )
         report_progress(self, job_id, "recall", 0, 1)
-        log.info("job_accepted", query=request.query, max_papers=request.max_papers)
+        log.info("job_accepted", query=job.request.query, max_papers=job.request.max_papers)
     raise self.replace(job_chain(job))
 
 
@@ -311,124 +305,30 @@ def job_chain(job: JobState) -> Any:
 
 @shared_task(bind=True, name=TASK_RECALL, **PASS_ON_ONLY)
 def recall(self: Task, state: JobJson) -> JobJson:
-    settings = current_resources().settings
-
-    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        # As many candidates from the index as arXiv would be asked for.
-        limit = stages.candidate_count(
-            job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
-        )
-        source = f"corpus:{settings.qdrant_collection}"
-        tokens_before = job.usage.embeddings.tokens
-        stages.recall_stage(job, res.memory, timer, limit=limit, collection_source=source)
-        record_embedding_metrics(job, tokens_before)
-        if timer.outcome != "skipped":
-            worker_metrics().record_qdrant_recall(failed=timer.outcome == "degraded")
-
-    return run_stage(self, state, "recall", work).model_dump(mode="json")
+    return run_stage(self, state, recall_stage.STAGE).model_dump(mode="json")
 
 
 @shared_task(bind=True, name=TASK_SEARCH, max_retries=None, **PASS_ON_ONLY)
 def search(self: Task, state: JobJson) -> JobJson:
-    settings = current_resources().settings
-
-    deadline = stage_deadline(settings)
-
-    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        count = stages.candidate_count(
-            job.request.max_papers, settings.arxiv_candidate_factor, settings.arxiv_max_candidates
-        )
-        # On the last attempt, or with no time left for another, a job the
-        # corpus answered goes on without arXiv.
-        no_time_left = deadline - time.monotonic() < settings.arxiv_timeout_seconds
-        final_attempt = no_time_left or self.request.retries >= settings.arxiv_max_retries
-        try:
-            # Each request gets arXiv's own timeout, or less when the task's time runs out first.
-            for result in stages.search_stage(
-                job, res.arxiv, count, timer, deadline=deadline, final_attempt=final_attempt
-            ):
-                worker_metrics().record_arxiv_search(result)
-        except TransientUpstreamError as exc:
-            if time.monotonic() >= deadline:
-                raise UpstreamUnavailable(
-                    "arxiv",
-                    f"no answer within the soft time limit "
-                    f"({settings.task_soft_time_limit_seconds} s): {exc.message}",
-                ) from exc
-            raise
-
-    job = run_stage(self, state, "search", work, max_retries=settings.arxiv_max_retries)
-    return job.model_dump(mode="json")
+    return run_stage(self, state, search_stage.STAGE).model_dump(mode="json")
 
 
 @shared_task(bind=True, name=TASK_RANK, **PASS_ON_ONLY)
 def rank(self: Task, state: JobJson) -> JobJson:
-    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        tokens_before = job.usage.embeddings.tokens
-        stages.rank_stage(job, res.embedder, res.paper_vectors, res.fresh_embeddings)
-        record_embedding_metrics(job, tokens_before)
-
-    return run_stage(self, state, "rank", work).model_dump(mode="json")
+    return run_stage(self, state, rank_stage.STAGE).model_dump(mode="json")
 
 
 @shared_task(bind=True, name=TASK_SUMMARIZE, max_retries=None, **PASS_ON_ONLY)
 def summarize(self: Task, state: JobJson) -> JobJson:
-    settings = current_resources().settings
-    max_retries = settings.llm_max_retries
-
-    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        if not job.request.include_summaries:
-            stages.drop_summaries(job)
-            timer.outcome = "skipped"
-            return
-        batch = summarize_papers(
-            job.papers,
-            res.summarizer,
-            res.summary_cache,
-            concurrency=settings.summary_concurrency,
-            final_attempt=self.request.retries >= max_retries,
-            job_id=job.job_id,
-            ledger=job.usage.llm,
-            budget=LlmBudget.for_job(job.request.budget, settings.llm_max_tokens_per_job),
-            on_progress=ThrottledProgress(self, job.job_id, "summarize", PROGRESS_INTERVAL_SECONDS),
-            deadline=stage_deadline(settings),
-            cancelled=current_task_cancelled,
-            interrupted_by=(SoftTimeLimitExceeded,),
-        )
-        worker_metrics().record_summaries(
-            batch, model=res.summarizer.model if res.summarizer else None
-        )
-        log.info(
-            "summaries_done",
-            llm_calls=batch.llm_calls,
-            prompt_tokens=batch.usage.prompt_tokens,
-            completion_tokens=batch.usage.completion_tokens,
-            cache_hits=batch.cache_hits,
-            retryable=len(batch.retryable),
-            timed_out=batch.timed_out,
-            over_budget=batch.over_budget,
-        )
-        if batch.retryable:
-            # Papers summarised already are cached: the retry calls only these.
-            raise next(iter(batch.retryable.values()))
-        timer.outcome = stages.apply_summaries(job, batch, res.summarizer is not None)
-
-    return run_stage(self, state, "summarize", work, max_retries=max_retries).model_dump(
-        mode="json"
-    )
+    return run_stage(self, state, summarize_stage.STAGE).model_dump(mode="json")
 
 
 @shared_task(bind=True, name=TASK_STORE, **REPORTS_ITS_OWN_START)
 def store(self: Task, state: JobJson) -> JobJson:
-    def work(job: JobState, res: WorkerResources, timer: StageTimer) -> None:
-        stages.store_stage(job, res.memory, res.pending_writes, timer)
-        worker_metrics().record_qdrant_store(
-            points=job.memory.stored, failed=timer.outcome == "degraded"
-        )
-
-    job = run_stage(self, state, "store", work)
-    response = stages.build_response(job)
-    worker_metrics().record_job(response)
+    """The last stage: its result, under the job id, is the job's ResearchResponse."""
+    job = run_stage(self, state, store_stage.STAGE)
+    response = build_response(job)
+    stage_resources().metrics.record_job(response)
     with job_log_context(job.job_id, self.request.id, "store"):
         log.info(
             "job_finished",

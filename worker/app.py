@@ -30,10 +30,17 @@ def _configure_logging(**_: Any) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
+@signals.worker_init.connect
+def _provide_resources(**_: Any) -> None:
+    # In the main process, before the pool starts: prefork children inherit
+    # the recipe, not clients.
+    resources.provide_resources(load_settings)
+
+
 @signals.worker_process_init.connect
 def _open_child_resources(**_: Any) -> None:
     # Prefork children build their own clients after the fork.
-    resources.open_resources(load_settings())
+    resources.open_resources()
 
 
 @signals.worker_ready.connect
@@ -42,7 +49,7 @@ def _open_resources_for_threads(sender: Any, **_: Any) -> None:
     # worker_process_init is sent. Prefork's parent runs no task and must not
     # hold clients its children would inherit.
     if isinstance(sender.pool, ThreadTaskPool):
-        resources.open_resources(load_settings())
+        resources.open_resources()
 
 
 @signals.worker_process_shutdown.connect

@@ -9,11 +9,11 @@ file-locked embedded store.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
-from tasks.corpus_coverage import CorpusStatus, directory_bytes, write_corpus_status
+from tasks.corpus_status import CorpusStatus, write_status_file
 from tasks.errors import MemoryUnavailable
 from tasks.paper_index import EmbeddingModelMismatch, PaperIndex
 from worker.resources import build_embedder, build_paper_index, openai_client_for
@@ -29,38 +29,14 @@ def open_standalone_index(settings: Settings) -> PaperIndex:
     return build_paper_index(settings, embedder, summary_model=None)
 
 
-def corpus_status(index: PaperIndex, settings: Settings) -> CorpusStatus:
-    """What the index holds now.
-
-    Raises:
-        MemoryUnavailable: Qdrant failed (an embedded store held by a running
-            worker among the causes).
-    """
-    coverage = index.coverage()
-    return CorpusStatus(
-        collection=index.collection,
-        embedding_model=index.recorded_model(),
-        records=index.count(),
-        watermark=max((entry.watermark for entry in coverage), default=None),
-        coverage=coverage,
-        bytes_on_disk=(
-            None
-            if settings.qdrant_url
-            else directory_bytes(settings.effective_qdrant_path / "collection" / index.collection)
-        ),
-        updated_at=datetime.now(UTC),
-    )
+def store_path(settings: Settings) -> Path | None:
+    """The embedded store's folder, whose size the status reports; None with a server."""
+    return None if settings.qdrant_url else settings.effective_qdrant_path
 
 
 def refresh_status_file(index: PaperIndex, settings: Settings) -> CorpusStatus | None:
     """Write the index's status where the sidecar reads it; None if Qdrant did not answer."""
-    try:
-        status = corpus_status(index, settings)
-    except MemoryUnavailable as exc:
-        log.warning("corpus_status_unavailable", error=str(exc))
-        return None
-    write_corpus_status(settings.data_dir, status)
-    return status
+    return write_status_file(index, settings.data_dir, store_path(settings))
 
 
 def check_index_at_start(settings: Settings) -> None:

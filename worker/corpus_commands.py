@@ -19,12 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tasks.constants import QUEUE, TASK_INGEST_CHUNK, TASK_INGEST_COMMIT
-from tasks.corpus_coverage import (
-    CorpusStatus,
-    CoverageEntry,
-    read_corpus_status,
-    write_corpus_status,
-)
+from tasks.corpus_coverage import CoverageEntry
 from tasks.corpus_ingest import (
     DEFAULT_BATCH_LINES,
     IngestCheckpoint,
@@ -38,8 +33,9 @@ from tasks.corpus_ingest import (
     load_checkpoint,
     save_checkpoint,
 )
+from tasks.corpus_status import CorpusStatus, corpus_status, read_corpus_status, write_corpus_status
 from tasks.errors import MemoryUnavailable
-from worker.corpus_admin import corpus_status, open_standalone_index, refresh_status_file
+from worker.corpus_admin import open_standalone_index, refresh_status_file, store_path
 from worker.settings import Settings
 
 # Lines per chunk sent to a worker, and chunks in flight per ingest: enough to
@@ -298,7 +294,7 @@ def read_status(settings: Settings) -> tuple[CorpusStatus | None, str | None]:
     """
     index = open_standalone_index(settings)
     try:
-        status = corpus_status(index, settings)
+        status = corpus_status(index, store_path(settings))
         write_corpus_status(settings.data_dir, status)
         return status, None
     except MemoryUnavailable as exc:

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from schemas.health import DependencyHealth, HealthStatus
-from tasks.corpus_coverage import CorpusStatus
+from tasks.corpus_status import CorpusStatus
 from tasks.rate_gate import ArxivRateGate
 from worker.heartbeat_file import Heartbeat
 from worker.logs import redact_text

@@ -32,8 +32,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 if TYPE_CHECKING:
-    from schemas.research import ResearchResponse, StageRecord
+    from schemas.research import ResearchResponse, StageName, StageRecord
     from tasks.arxiv_client import ArxivSearchResult
+    from tasks.stage import StageResult
     from tasks.summarizer import SummaryBatch
 
 JOB_OUTCOMES = ("succeeded", "degraded", "failed", "rejected")
@@ -171,6 +172,21 @@ class WorkerMetrics:
         """A stage finished (its provenance record holds name, outcome and duration)."""
         self.stage_duration.labels(record.name, record.outcome).observe(record.duration_ms / 1000)
 
+    def record_stage_result(
+        self, stage: StageName, result: StageResult, embedding_model: str
+    ) -> None:
+        """What one attempt of a stage did, as the stage reported it."""
+        for search in result.arxiv_searches:
+            self.record_arxiv_search(search)
+        if result.embedding_tokens:
+            self.record_embedding_tokens(embedding_model, result.embedding_tokens)
+        if result.summaries is not None:
+            self.record_summaries(result.summaries, model=result.summary_model)
+        if stage == "recall" and result.qdrant_failed:
+            self.qdrant_failures.labels("recall").inc()
+        if stage == "store" and result.qdrant_failed is not None:
+            self.record_qdrant_store(points=result.points_stored, failed=result.qdrant_failed)
+
     def record_arxiv_search(self, result: ArxivSearchResult) -> None:
         """One arXiv search: a cache hit, or a request after waiting at the gate."""
         if result.from_cache:
@@ -201,10 +217,6 @@ class WorkerMetrics:
     def record_delivery_limit(self, task: str) -> None:
         """A stage's message reached MAX_DELIVERIES: its job failed with DeliveryLimitExceeded."""
         self.delivery_limit_failures.labels(task).inc()
-
-    def record_qdrant_recall(self, *, failed: bool) -> None:
-        if failed:
-            self.qdrant_failures.labels("recall").inc()
 
     def record_qdrant_store(self, *, points: int, failed: bool) -> None:
         self.qdrant_points_written.inc(points)

@@ -1,17 +1,15 @@
-"""Clients a worker process builds once, after any fork, and closes on shutdown.
+"""The clients a worker process builds once, after any fork, and closes on shutdown.
 
-Tasks reach them through `current_resources()`. They are opened by the
-worker's start-up signals (see `worker.app`) and, failing that, on first use;
-a forked child never uses its parent's sockets because the holder remembers
-the process that built them.
+`build_resources` turns the typed settings into the `StageResources` that
+`tasks` declares; `provide_resources` hands `tasks.resources` the recipe at
+worker start (see `worker.app`), and each process builds its own on first
+use, so a forked child never uses its parent's sockets.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib.metadata import version
 
 import httpx
@@ -36,34 +34,10 @@ from tasks.onnx_embedder import (
 from tasks.paper_index import PaperIndex, PendingWrites, ServerLayout
 from tasks.paper_vectors import MemoizingEmbedder, PaperVectorCache, PaperVectorLookup
 from tasks.rate_gate import ArxivRateGate
+from tasks.resources import StageResources, StageSettings, process_resources
 from tasks.summarizer import LLMSummarizer
+from worker.metrics import worker_metrics
 from worker.settings import Settings
-
-
-@dataclass
-class WorkerResources:
-    settings: Settings
-    redis: redis.Redis
-    http: httpx.Client
-    arxiv: ArxivClient
-    gate: ArxivRateGate
-    openai: openai.OpenAI | None
-    summarizer: LLMSummarizer | None
-    summary_cache: RedisJsonCache
-    embedder: Embedder
-    paper_vectors: PaperVectorLookup
-    # Candidates without a vector the rank stage may embed (EMBEDDING_FRESH_CANDIDATES).
-    fresh_embeddings: int
-    # The index of papers (corpus and job-stored); the recall and store stages use it.
-    memory: PaperIndex
-    pending_writes: PendingWrites
-
-    def close(self) -> None:
-        self.memory.close()
-        if self.openai is not None:
-            self.openai.close()
-        self.http.close()
-        self.redis.close()
 
 
 def open_qdrant(settings: Settings) -> QdrantClient:
@@ -165,7 +139,27 @@ def build_paper_index(
     )
 
 
-def build_resources(settings: Settings) -> WorkerResources:
+def stage_settings(settings: Settings) -> StageSettings:
+    """The part of the settings the stages read."""
+    return StageSettings(
+        task_soft_time_limit_seconds=settings.task_soft_time_limit_seconds,
+        retry_backoff_seconds=settings.retry_backoff_seconds,
+        retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
+        max_deliveries=settings.max_deliveries,
+        arxiv_timeout_seconds=settings.arxiv_timeout_seconds,
+        arxiv_max_retries=settings.arxiv_max_retries,
+        arxiv_candidate_factor=settings.arxiv_candidate_factor,
+        arxiv_max_candidates=settings.arxiv_max_candidates,
+        llm_max_retries=settings.llm_max_retries,
+        llm_max_tokens_per_job=settings.llm_max_tokens_per_job,
+        summary_concurrency=settings.summary_concurrency,
+        qdrant_collection=settings.qdrant_collection,
+        data_dir=settings.data_dir,
+        qdrant_store_path=None if settings.qdrant_url else settings.effective_qdrant_path,
+    )
+
+
+def build_resources(settings: Settings) -> StageResources:
     """Build every client of a worker process from the settings.
 
     Raises EmbeddingModelError, naming the setting to fix, when the local
@@ -195,11 +189,10 @@ def build_resources(settings: Settings) -> WorkerResources:
         headers={"User-Agent": f"research-arm/{version('research-arm')}"},
         follow_redirects=True,
     )
-    gate = ArxivRateGate(redis_client, settings.arxiv_min_interval_seconds)
     arxiv = ArxivClient(
         http,
         settings.arxiv_api_url,
-        gate,
+        ArxivRateGate(redis_client, settings.arxiv_min_interval_seconds),
         RedisJsonCache(redis_client, ARXIV_CACHE_PREFIX, settings.arxiv_cache_ttl_seconds),
         settings.arxiv_timeout_seconds,
     )
@@ -209,16 +202,21 @@ def build_resources(settings: Settings) -> WorkerResources:
         else None
     )
     cache = PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds)
-    memory = build_paper_index(
+    index = build_paper_index(
         settings, embedder, summary_model=summarizer.model if summarizer else None
     )
-    return WorkerResources(
-        settings=settings,
+
+    def close() -> None:
+        index.close()
+        if openai_client is not None:
+            openai_client.close()
+        http.close()
+        redis_client.close()
+
+    return StageResources(
+        settings=stage_settings(settings),
         redis=redis_client,
-        http=http,
         arxiv=arxiv,
-        gate=gate,
-        openai=openai_client,
         summarizer=summarizer,
         summary_cache=RedisJsonCache(
             redis_client, SUMMARY_CACHE_PREFIX, settings.summary_cache_ttl_seconds
@@ -227,54 +225,34 @@ def build_resources(settings: Settings) -> WorkerResources:
         paper_vectors=PaperVectorLookup(
             embedder,
             # Hashing costs less than a cache round trip: it is neither cached
-            # nor limited, as before the model came.
+            # nor limited.
             None if lexical else cache,
             # Vectors the index holds are never computed again.
-            store=memory,
+            store=index,
         ),
         fresh_embeddings=settings.arxiv_max_candidates
         if lexical
         else settings.embedding_fresh_candidates,
-        memory=memory,
+        index=index,
         pending_writes=PendingWrites(redis_client),
+        metrics=worker_metrics(),
+        close=close,
     )
 
 
-class _ProcessResources:
-    """Holds one process's resources; rebuilt if used from a forked child."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resources: WorkerResources | None = None
-        self._owner_pid = 0
-
-    def open(self, settings: Settings) -> WorkerResources:
-        with self._lock:
-            if self._resources is None or self._owner_pid != os.getpid():
-                self._resources = build_resources(settings)
-                self._owner_pid = os.getpid()
-            return self._resources
-
-    def current(self) -> WorkerResources | None:
-        with self._lock:
-            if self._owner_pid != os.getpid():
-                return None
-            return self._resources
-
-    def close(self) -> None:
-        with self._lock:
-            if self._resources is not None and self._owner_pid == os.getpid():
-                self._resources.close()
-            self._resources = None
+def provide_resources(load_settings: Callable[[], Settings]) -> None:
+    """Tell `tasks` how this worker builds a process's resources (from settings read then)."""
+    process_resources.provide(lambda: build_resources(load_settings()))
 
 
-_holder = _ProcessResources()
-
-
-def open_resources(settings: Settings) -> WorkerResources:
-    """Build this process's resources if it has none yet."""
+def open_resources() -> StageResources:
+    """Build this process's resources now, if it has none yet."""
     limit_malloc_arenas(MALLOC_ARENAS)
-    return _holder.open(settings)
+    return process_resources.open()
+
+
+def close_resources() -> None:
+    process_resources.close()
 
 
 # glibc malloc arenas a worker process keeps (see limit_malloc_arenas).
@@ -290,26 +268,12 @@ def limit_malloc_arenas(arenas: int) -> None:
     to eight per core, and memory freed in one arena is not reused by another:
     a thread-pool worker's RSS grows with its threads (every LLM call of a
     summary has one). Python threads take turns under the GIL, so a few arenas
-    cost no speed. Measured by the benchmark: a worker's peak RSS after 200
-    jobs 257 MiB -> 223 MiB. Call it before the pool starts its threads; a
-    C library without mallopt (musl) is left as it is.
+    cost no speed (docs/performance.md has the measured saving). Call it
+    before the pool starts its threads; a C library without mallopt (musl)
+    is left as it is.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
     mallopt(_M_ARENA_MAX, arenas)
-
-
-def current_resources() -> WorkerResources:
-    """This process's resources, built from the environment on first use."""
-    resources = _holder.current()
-    if resources is None:
-        from worker.settings import load_settings
-
-        resources = _holder.open(load_settings())
-    return resources
-
-
-def close_resources() -> None:
-    _holder.close()

@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.health import DependencyHealth
 from tasks.constants import PENDING_STORE_KEY, QUEUE
-from tasks.corpus_coverage import read_corpus_status
+from tasks.corpus_status import read_corpus_status
 from tasks.rate_gate import ArxivRateGate
 from tasks.version import arm_version
 from worker import health_checks as checks

@@ -9,11 +9,11 @@ signal handler it aborts the shutdown, the worker waits for every task, and if
 Kubernetes kills it first the messages come back only after the visibility
 timeout; after a lost connection the tasks run on and their stages run twice.
 
-Python cannot stop a thread from outside, so cancellation here is cooperative.
-Each task reports its thread's id as its "process id"; Celery's cancel names
-that id, which sets the task's event; the task, polling
+Python cannot stop a thread from outside, so cancellation here is cooperative
+(`tasks.cancellation`). Each task reports its thread's id as its "process id";
+Celery's cancel names that id, which sets the task's event; the task, polling
 `current_task_cancelled()` where it waits, hands its message back to the queue
-(a requeueing reject) and ends. A task that never polls runs to its end, as before.
+(a requeueing reject) and ends. A task that never polls runs to its end.
 
 Selected by `worker_pool` in `worker.celery_config` when WORKER_POOL=threads.
 """
@@ -26,14 +26,7 @@ from typing import Any
 from celery.concurrency.base import apply_target
 from celery.concurrency.thread import ApplyResult, TaskPool
 
-# The cancel event of the task the current pool thread runs (unset between tasks).
-_running = threading.local()
-
-
-def current_task_cancelled() -> bool:
-    """Whether the worker asked the task on this thread to stop (always False off the pool)."""
-    event: threading.Event | None = getattr(_running, "cancelled", None)
-    return event is not None and event.is_set()
+from tasks.cancellation import cancellable
 
 
 class CancellableThreadPool(TaskPool):  # type: ignore[misc]  # Celery is untyped
@@ -63,13 +56,12 @@ class CancellableThreadPool(TaskPool):  # type: ignore[misc]  # Celery is untype
         cancelled = threading.Event()
         with self._lock:
             self._cancel_events[thread] = cancelled
-        _running.cancelled = cancelled
         try:
-            # The thread id stands in for the process id Celery records for the
-            # task, and later passes to terminate_job.
-            apply_target(target, *apply_args, getpid=threading.get_ident)
+            with cancellable(cancelled):
+                # The thread id stands in for the process id Celery records for
+                # the task, and later passes to terminate_job.
+                apply_target(target, *apply_args, getpid=threading.get_ident)
         finally:
-            _running.cancelled = None
             with self._lock:
                 del self._cancel_events[thread]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import psutil
 import redis
 
+from schemas.research import STAGE_NAMES
 from tasks.constants import ARXIV_CACHE_PREFIX, SUMMARY_CACHE_PREFIX
 from tests.bench.fanout_tasks import FANOUT_CHORD, FANOUT_THREADS
 from tests.bench.harness import JobOutcome, LoadFigures
@@ -24,7 +25,6 @@ ARXIV_LATENCY = 0.2
 LLM_LATENCY = 0.5
 CRITICAL_PATH = ARXIV_LATENCY + LLM_LATENCY
 JOB_TIMEOUT = 300.0
-STAGES = ("recall", "search", "rank", "summarize", "store")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class JobSample:
         per_job = [o.stage_durations_ms() for o in self.outcomes if o.stage_durations_ms()]
         if not per_job:
             return {}
-        means = {name: statistics.fmean(d.get(name, 0.0) for d in per_job) for name in STAGES}
+        means = {name: statistics.fmean(d.get(name, 0.0) for d in per_job) for name in STAGE_NAMES}
         latencies = [o.latency * 1000 for o in self.outcomes if o.stage_durations_ms()]
         means["between"] = statistics.fmean(latencies) - sum(means.values())
         return means

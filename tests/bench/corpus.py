@@ -42,8 +42,8 @@ import numpy as np
 from qdrant_client import QdrantClient
 
 from schemas.research import Paper
-from tasks.corpus_coverage import directory_bytes
 from tasks.corpus_ingest import SnapshotFilter, ingest_snapshot, parse_snapshot_record
+from tasks.corpus_status import directory_bytes
 from tasks.paper_index import PaperIndex
 from tests.support.snapshot_lines import SHARED_SAMPLE
 from worker.resources import build_embedder, openai_client_for

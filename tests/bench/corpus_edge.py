@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from tasks.bm25_terms import document_terms, query_terms
-from tasks.corpus_coverage import directory_bytes
+from tasks.corpus_status import directory_bytes
 from tasks.embeddings import HashingEmbedder
 from tasks.paper_index import day_number
 from tests.bench.corpus import NoisyEmbedder, sample_papers, synthetic_papers

@@ -19,9 +19,9 @@ from celery import Task, chord, shared_task
 
 from schemas.research import Paper
 from tasks.constants import QUEUE
+from tasks.resources import stage_resources
 from tasks.summarizer import summarize_papers
 from tests.support.arxiv_corpus import default_corpus
-from worker.resources import current_resources
 
 FANOUT_THREADS = "bench.fanout_threads"
 FANOUT_CHORD = "bench.fanout_chord"
@@ -55,7 +55,7 @@ def sample_papers(count: int, salt: int) -> list[Paper]:
 @shared_task(name=FANOUT_THREADS)  # type: ignore[untyped-decorator]
 def fanout_threads(count: int, salt: int) -> int:
     """Summarise the papers on the summarizer's thread pool; returns how many the LLM wrote."""
-    resources = current_resources()
+    resources = stage_resources()
     batch = summarize_papers(
         sample_papers(count, salt),
         resources.summarizer,
@@ -78,7 +78,7 @@ def fanout_chord(self: Task, count: int, salt: int) -> None:
 
 @shared_task(name=SUMMARIZE_ONE)  # type: ignore[untyped-decorator]
 def summarize_one(paper: dict[str, Any]) -> str:
-    summarizer = current_resources().summarizer
+    summarizer = stage_resources().summarizer
     assert summarizer is not None, "the benchmark's worker always has an LLM"
     return summarizer.summarize(Paper.model_validate(paper))
 

@@ -10,7 +10,7 @@ export and the head of the Kaggle metadata snapshot. The queries are the
 evaluation's graded set (tests/eval/relevance_set.json, its tuning half by
 default; a paper graded `--min-grade` or more counts as relevant). For each
 query and each max_papers, it runs the search stage
-as a job does (`tasks.job.search_stage`, the real client, no cache, the gate
+as a job does (`tasks.stages.search`, the real client, no cache, the gate
 off) and compares it with other ways of filling the candidate pool:
 
 - `or-all`: one request, every content word OR-ed (research-arm before the planner);
@@ -36,9 +36,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,11 +50,16 @@ from schemas.research import Paper, ResearchRequest
 from tasks.arxiv_client import ArxivClient
 from tasks.arxiv_query import build_search_query
 from tasks.constants import ARXIV_GATE_KEY
-from tasks.job import JobState, candidate_count, search_stage, timed_stage
+from tasks.job import JobState
 from tasks.query_planner import plan_search
 from tasks.rate_gate import ArxivRateGate
+from tasks.resources import StageSettings
+from tasks.stage import Attempt
+from tasks.stages.search import search
 from tests.eval.records import corpus_papers, load_records
 from tests.support.fake_arxiv import FakeArxivServer
+from worker.resources import stage_settings
+from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "arxiv_metadata"
@@ -75,11 +81,16 @@ class PlannerQuery:
 
 @dataclass(frozen=True)
 class SearchCase:
-    """One job's search: the query, max_papers and the pool size it asks arXiv for."""
+    """One job's search: the query, max_papers, and the settings that size its pool."""
 
     query: PlannerQuery
     max_papers: int
-    pool: int
+    settings: StageSettings
+
+    @property
+    def pool(self) -> int:
+        """How many candidates the job asks arXiv for."""
+        return self.settings.candidate_count(self.max_papers)
 
 
 # A policy fills a case's pool: the papers, and how many arXiv requests it took.
@@ -129,9 +140,9 @@ def planner(client: ArxivClient, case: SearchCase) -> tuple[list[Paper], int]:
         embedding_model="none",
         llm_model=None,
     )
-    with timed_stage(job, "search", "bench") as timer:
-        results = search_stage(job, client, case.pool, timer)
-    return job.candidates, len(results)
+    attempt = Attempt(retries=0, max_retries=0, deadline=time.monotonic() + 3600)
+    result = search(job, client, case.settings, attempt)
+    return job.candidates, len(result.arxiv_searches)
 
 
 def broad_below(
@@ -189,11 +200,15 @@ def measure(
 ) -> list[Run]:
     runs = []
     for max_papers in max_papers_values:
-        size = candidate_count(max_papers, factor, MAX_CANDIDATES)
+        settings = replace(
+            stage_settings(Settings()),
+            arxiv_candidate_factor=factor,
+            arxiv_max_candidates=MAX_CANDIDATES,
+        )
         for query in queries:
             relevant = set(query.relevant)
             for name, policy in POLICIES.items():
-                pool, requests = policy(client, SearchCase(query, max_papers, size))
+                pool, requests = policy(client, SearchCase(query, max_papers, settings))
                 found = relevant & {paper.arxiv_id for paper in pool}
                 runs.append(
                     Run(name, query, max_papers, len(pool), requests, len(found) / len(relevant))

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from schemas.research import STAGE_NAMES
 from tests.bench.cases import (
     CRITICAL_PATH,
-    STAGES,
     CpuResult,
     FanoutRow,
     JobSample,
@@ -139,11 +139,11 @@ def latency_table(rows: Sequence[LatencyRow]) -> str:
         "task hops, queueing, result delivery):",
         "",
     ]
-    lines.append("| papers | " + " | ".join(STAGES) + " | between |")
-    lines.append("|---:|" + "---:|" * (len(STAGES) + 1))
+    lines.append("| papers | " + " | ".join(STAGE_NAMES) + " | between |")
+    lines.append("|---:|" + "---:|" * (len(STAGE_NAMES) + 1))
     for row in rows:
         means = row.sample.stage_means_ms()
-        cells = " | ".join(f"{means.get(name, 0.0):.0f}" for name in (*STAGES, "between"))
+        cells = " | ".join(f"{means.get(name, 0.0):.0f}" for name in (*STAGE_NAMES, "between"))
         lines.append(f"| {row.papers} | {cells} |")
     lines += _anomalies([r.sample for r in rows], expect="llm")
     return "\n".join(lines)

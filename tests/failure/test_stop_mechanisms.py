@@ -17,12 +17,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from schemas.research import Paper
 from tasks.cache import RedisJsonCache
+from tasks.cancellation import current_task_cancelled
 from tasks.errors import WorkCancelled
 from tasks.summarizer import ChatAnswer, summarize_papers, summary_cache_key
 from tests.unit.factories import make_paper
 from worker.consumer import missing_task_id
 from worker.redis_tls import redis_ssl_options
-from worker.thread_pool import CancellableThreadPool, current_task_cancelled
+from worker.thread_pool import CancellableThreadPool
 
 ANSWERING, HANGING = "2401.00001", "2401.00002"
 

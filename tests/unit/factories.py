@@ -1,11 +1,16 @@
-"""Papers for unit tests, built field by field so each test says only what matters to it."""
+"""Papers and settings for unit tests, built field by field so each test says only what
+matters to it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
 from schemas.research import Paper
+from tasks.resources import StageSettings
+from worker.resources import stage_settings
+from worker.settings import Settings
 
 
 def make_paper(arxiv_id: str = "2401.00001", **overrides: Any) -> Paper:
@@ -28,3 +33,8 @@ def make_paper(arxiv_id: str = "2401.00001", **overrides: Any) -> Paper:
     }
     fields.update(overrides)
     return Paper(**fields)
+
+
+def make_stage_settings(**overrides: Any) -> StageSettings:
+    """The stages' settings as a worker with default settings has them, changed by `overrides`."""
+    return replace(stage_settings(Settings()), **overrides)

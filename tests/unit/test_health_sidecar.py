@@ -284,7 +284,8 @@ def test_the_corpus_is_reported_from_its_status_file_and_never_gates_readiness(
 ) -> None:
     from datetime import UTC, date, datetime
 
-    from tasks.corpus_coverage import CorpusStatus, CoverageEntry, write_corpus_status
+    from tasks.corpus_coverage import CoverageEntry
+    from tasks.corpus_status import CorpusStatus, write_corpus_status
 
     beat_at(settings, NOW - 2)
     without = body(sidecar.readyz().body)

@@ -7,17 +7,11 @@ from typing import Any
 
 import pytest
 
-from schemas.research import LlmUsage, ResearchRequest
+from schemas.research import LlmUsage, ResearchRequest, StageRecord
 from tasks.errors import InvalidRequest
-from tasks.job import (
-    JobState,
-    build_response,
-    candidate_count,
-    merge_candidates,
-    parse_job_payload,
-    timed_stage,
-)
-from tests.unit.factories import make_paper
+from tasks.job import JobState, accept_job, build_response, parse_job_payload
+from tasks.stages.search import merge_candidates
+from tests.unit.factories import make_paper, make_stage_settings
 
 
 def job(**overrides: Any) -> JobState:
@@ -82,10 +76,32 @@ def test_a_bad_message_is_invalid_request_naming_the_field(
     assert len(str(error.value)) < 500
 
 
+def test_an_accepted_job_names_the_llm_only_when_it_asks_for_summaries() -> None:
+    with_summaries = accept_job(
+        "job-1",
+        (),
+        {"request": {"query": "graph neural networks"}},
+        embedding_model="all-MiniLM-L6-v2",
+        llm_model="model-a",
+    )
+    without = accept_job(
+        "job-2",
+        (),
+        {"request": {"query": "graph neural networks", "include_summaries": False}},
+        embedding_model="all-MiniLM-L6-v2",
+        llm_model="model-a",
+    )
+
+    assert with_summaries.job_id == "job-1"
+    assert with_summaries.llm_model == "model-a"
+    assert with_summaries.embedding_model == "all-MiniLM-L6-v2"
+    assert without.llm_model is None
+
+
 def test_candidate_count_asks_for_more_than_needed_within_the_cap() -> None:
-    assert candidate_count(5, factor=3, cap=50) == 15
-    assert candidate_count(20, factor=3, cap=50) == 50
-    assert candidate_count(20, factor=3, cap=10) == 20
+    assert make_stage_settings().candidate_count(5) == 15
+    assert make_stage_settings().candidate_count(20) == 50
+    assert make_stage_settings(arxiv_max_candidates=10).candidate_count(20) == 20
 
 
 def test_arxivs_record_wins_but_a_reused_summary_of_the_same_version_stays() -> None:
@@ -115,8 +131,15 @@ def test_the_response_carries_provenance_of_every_stage() -> None:
         recalled_beyond_search=2,
         sources=["http://arxiv.test/api/query?search_query=x"],
     )
-    with timed_stage(state, "recall", "worker-a") as timer:
-        timer.outcome = "degraded"
+    state.stages.append(
+        StageRecord(
+            name="recall",
+            worker="worker-a",
+            started_at=state.accepted_at,
+            duration_ms=3.0,
+            outcome="degraded",
+        )
+    )
     state.add_warning("memory recall skipped: down")
 
     response = build_response(state, now=lambda: state.accepted_at + timedelta(seconds=1.5))

@@ -10,7 +10,7 @@ import pytest
 
 from schemas.research import Paper, ResearchRequest
 from tasks.embeddings import EmbeddingBatch, HashingEmbedder
-from tasks.job import JobState, rank_stage
+from tasks.job import JobState
 from tasks.paper_vectors import (
     MemoizingEmbedder,
     PaperVectorCache,
@@ -18,6 +18,7 @@ from tasks.paper_vectors import (
     paper_text,
 )
 from tasks.relevance import LEXICAL_WEIGHT
+from tasks.stages.rank import rank as rank_stage
 from tests.unit.factories import make_paper
 
 

@@ -19,14 +19,18 @@ from schemas.research import ResearchRequest
 from tasks.arxiv_client import ArxivClient
 from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, ARXIV_GATE_KEY
-from tasks.errors import TransientUpstreamError
-from tasks.job import JobState, StageTimer, search_stage, timed_stage
+from tasks.errors import UpstreamUnavailable
+from tasks.job import JobState
 from tasks.query_planner import QUERY_SEPARATOR, plan_search
 from tasks.rate_gate import ArxivRateGate
+from tasks.stage import Attempt, StageResult
+from tasks.stages.search import search
 from tests.support.fake_arxiv import CorpusPaper, FakeArxivServer
-from tests.unit.factories import make_paper
+from tests.unit.factories import make_paper, make_stage_settings
 
 POOL = 4
+# Jobs here ask for 2 papers: twice that is the pool.
+SETTINGS = make_stage_settings(arxiv_candidate_factor=2, arxiv_timeout_seconds=5.0)
 
 
 def paper(
@@ -82,10 +86,9 @@ def new_job(query: str, **request: object) -> JobState:
     )
 
 
-def run_search(job: JobState, arxiv: ArxivClient, **kwargs: float) -> StageTimer:
-    with timed_stage(job, "search", "worker-1") as timer:
-        search_stage(job, arxiv, POOL, timer, **kwargs)
-    return timer
+def run_search(job: JobState, arxiv: ArxivClient, *, seconds_left: float = 60.0) -> StageResult:
+    attempt = Attempt(retries=0, max_retries=4, deadline=time.monotonic() + seconds_left)
+    return search(job, arxiv, SETTINGS, attempt)
 
 
 def sent_queries(server: FakeArxivServer) -> list[str]:
@@ -100,7 +103,7 @@ def test_enough_precise_results_mean_a_single_request(
     plan = plan_search("retrieval study", pool_size=POOL)
 
     # When the stage searches
-    timer = run_search(job, arxiv)
+    result = run_search(job, arxiv)
 
     # Then only the precise query went to arXiv, and the response names it alone
     assert sent_queries(arxiv_server) == [plan.precise] == ['all:"retrieval" AND all:"study"']
@@ -109,7 +112,7 @@ def test_enough_precise_results_mean_a_single_request(
     assert source.startswith(arxiv_server.url + "?search_query=")
     assert len(job.candidates) == POOL
     assert job.arxiv_total == 5
-    assert timer.outcome == "ok"
+    assert result.outcome == "ok"
 
 
 def test_too_few_precise_results_send_the_broad_query_and_merge_both(
@@ -193,11 +196,11 @@ def test_a_repeated_search_is_served_from_the_cache_both_queries_included(
 
     # When the same request comes again
     job = new_job("efficient sparse retrieval")
-    timer = run_search(job, arxiv)
+    result = run_search(job, arxiv)
 
     # Then arXiv is not asked again, and both URLs are named as answered by the cache
     assert len(arxiv_server.requests) == 2
-    assert timer.outcome == "cached"
+    assert result.outcome == "cached"
     assert len(job.sources) == 2
     assert all(source.startswith("cache:http") for source in job.sources)
     assert len(job.candidates) == POOL
@@ -229,8 +232,9 @@ def test_each_request_gets_only_the_time_left_before_the_deadline(
         job = new_job("efficient sparse retrieval")
 
         # When the stage runs with a deadline 0.3 s away
-        # Then the request's timeout was the time left, not the client's 5 s
-        with pytest.raises(TransientUpstreamError, match=r"no answer within 0\.[0-3]\d* s"):
-            run_search(job, arxiv, deadline=time.monotonic() + 0.3)
+        # Then the request's timeout was the time left, not the client's 5 s,
+        # and with no time left for a retry the stage gives up
+        with pytest.raises(UpstreamUnavailable, match=r"no answer within 0\.[0-3]\d* s"):
+            run_search(job, arxiv, seconds_left=0.3)
     finally:
         arxiv_server.latency_seconds = 0.0
