@@ -266,8 +266,12 @@ def _run_attempt(
 
 
 @shared_task(bind=True, name=TASK_EXECUTE, throws=(InvalidRequest,), **REPORTS_ITS_OWN_START)
-def execute(self: Task, *args: Any, **kwargs: Any) -> None:
-    """Validate the request, then become the job's chain (the job id's result is its response)."""
+def execute(self: Task, *args: Any, **kwargs: Any) -> Any:
+    """Validate the request, then become the job's chain (the job id's result is its response).
+
+    `replace` raises Ignore once the chain is sent; under `apply()` it runs
+    the chain here and returns the response.
+    """
     job_id = self.request.id
     resources = stage_resources()
     with job_log_context(job_id, job_id, "validate"), counted_delivery(self, resources):
@@ -285,7 +289,7 @@ def execute(self: Task, *args: Any, **kwargs: Any) -> None:
             raise
         report_progress(self, job_id, "recall", 0, 1)
         log.info("job_accepted", query=job.request.query, max_papers=job.request.max_papers)
-    raise self.replace(job_chain(job))
+    return self.replace(job_chain(job))
 
 
 def job_chain(job: JobState) -> Any:
