@@ -637,8 +637,8 @@ def _commit_local_writes_without_fsync(client: QdrantClient) -> None:
     """Let embedded Qdrant's sqlite files commit without an fsync per point.
 
     qdrant-client's local mode commits every point of an upsert on its own,
-    and each commit waits for the disk: most of the store stage's time (about
-    1 ms a point; 23 ms -> 5 ms for 20 papers). In WAL mode with
+    and each commit waits for the disk: most of the store stage's time
+    (docs/performance.md has the figures). In WAL mode with
     synchronous=NORMAL a commit survives a crash of the process and syncs at
     checkpoints; a power cut may lose the last writes, which the next job to
     find those papers (or the next ingest from its checkpoint) writes again.
