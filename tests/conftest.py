@@ -46,6 +46,6 @@ def fake_arxiv() -> Iterator[FakeArxivServer]:
 
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAIServer]:
-    """A fake OpenAI API; point the SDK at `fake_openai.base_url`."""
+    """A fake OpenAI API; point the SDK at `fake_openai.url`."""
     with FakeOpenAIServer() as server:
         yield server
