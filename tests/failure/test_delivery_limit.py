@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.failure.conftest import Stack, WorkerFactory
-from tests.failure.polling import child_pids, wait_until
 from tests.failure.tally import FaultRow, JobOutcomes, wait_for_jobs
+from tests.support.polling import eventually
 from tests.support.worker_process import WorkerProcess
 from worker.client import ResearchClient
 
@@ -56,7 +56,7 @@ def chat_requests(stack: Stack) -> int:
 def kill_when_summarizing(worker: WorkerProcess, stack: Stack) -> float:
     """Wait until `worker` runs summarize and its LLM calls hang, then kill -9 it."""
     calls_before = chat_requests(stack)
-    wait_until(
+    eventually(
         lambda: summaries_received(worker) >= 1 and chat_requests(stack) > calls_before,
         timeout=VISIBILITY_TIMEOUT + 20,
         what=f"summarize calling the LLM on {worker.hostname}",
@@ -155,14 +155,14 @@ def test_a_prefork_child_killed_at_every_delivery_fails_its_job_at_the_limit(
     for delivery in (1, 2):
         calls_before = chat_requests(fresh_stack)
         # The child runs the stage once its LLM calls are out (received is the parent's word).
-        wait_until(
+        eventually(
             lambda d=delivery, n=calls_before: (
                 summaries_received(worker) >= d and chat_requests(fresh_stack) > n
             ),
             timeout=30,
             what=f"summarize delivery {delivery} calling the LLM",
         )
-        [child] = child_pids(worker.pid)
+        [child] = worker.pool_pids()
         os.kill(child, signal.SIGKILL)
     outcomes = wait_for_jobs(fresh_stack.redis_url, [job], timeout=30)
 

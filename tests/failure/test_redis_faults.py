@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from tests.failure.conftest import VISIBILITY_TIMEOUT, Stack, WorkerFactory
-from tests.failure.polling import wait_for_stage, wait_until
 from tests.failure.tally import FaultRow, log_events, stage_runs, wait_for_jobs
+from tests.support.polling import eventually, wait_for_stage
 from tests.support.worker_process import WorkerProcess
 from worker.client import ResearchClient
 from worker.local_redis import RedisServer, free_port
@@ -58,10 +58,10 @@ def test_a_redis_restart_under_running_jobs_loses_none(
     # A message whose acknowledgement was lost comes back after the visibility
     # timeout: wait for the queue to drain, so any re-run is counted.
     broker = redis.Redis.from_url(fresh_stack.redis_url)
-    wait_until(
+    eventually(
         lambda: broker.llen("research") == 0 and broker.hlen("unacked") == 0,
-        VISIBILITY_TIMEOUT + 10,
-        "an empty queue and no unacknowledged message",
+        timeout=VISIBILITY_TIMEOUT + 10,
+        what="an empty queue and no unacknowledged message",
     )
     broker.close()
     worker.stop()
@@ -97,7 +97,9 @@ def test_a_worker_started_before_redis_waits_and_then_consumes(
     starting = threading.Thread(target=worker.start, kwargs={"ready_timeout": 60})
     starting.start()
     try:
-        wait_until(lambda: "Cannot connect to" in worker.log_text(), 30, "a connection error")
+        eventually(
+            lambda: "Cannot connect to" in worker.log_text(), timeout=30, what="a connection error"
+        )
         assert worker.process is not None and worker.process.poll() is None
         late_redis.start()
         redis_up_at = time.monotonic()

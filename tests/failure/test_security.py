@@ -22,9 +22,9 @@ import redis
 from celery import Celery
 
 from tests.failure.conftest import Stack
-from tests.failure.polling import wait_until
 from tests.failure.tally import RESULT_KEY, wait_for_jobs
 from tests.support import Fault
+from tests.support.polling import eventually
 from tests.support.worker_process import WorkerProcess
 from tests.support_tests.test_local_redis import make_tls_files
 from worker.client import ResearchClient, celery_client
@@ -80,7 +80,7 @@ def run_jobs_and_collect(stack: Stack, redis_url: str, directory: Path) -> tuple
             stack.llm.inject(*[Fault.status(401, endpoint="chat/completions")] * 2)
             degraded = client.submit({"query": "protein structure prediction", "max_papers": 2})
             outcomes = wait_for_jobs(redis_url, [good, bad, degraded], timeout=30)
-            wait_until(lambda: len(recorded.events) > 10, 10, "task events")
+            eventually(lambda: len(recorded.events) > 10, timeout=10, what="task events")
     finally:
         client.close()
         worker.stop()
@@ -178,10 +178,10 @@ def test_a_rediss_url_verifies_the_certificate_for_broker_backend_and_clients(
     starting = threading.Thread(target=start_and_never_be_ready)
     starting.start()
     try:
-        wait_until(
+        eventually(
             lambda: "certificate verify failed" in untrusting.log_text(),
-            20,
-            "a refused certificate",
+            timeout=20,
+            what="a refused certificate",
         )
         assert " ready." not in untrusting.log_text()
     finally:
