@@ -10,10 +10,7 @@ and is driven through Celery exactly as an orchestrator drives it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,8 +24,8 @@ from tests.eval.records import EvalRecord, write_snapshot_jsonl
 from tests.support import RecordedRequest
 from tests.support.arxiv_corpus import CorpusPaper
 from tests.support.fake_arxiv import FakeArxivServer
-from tests.support.worker_process import REPO_ROOT, WorkerProcess
-from worker.local_redis import RedisServer
+from tests.support.stack import Stack
+from tests.support.worker_process import run_cli
 
 JOB_TIMEOUT_SECONDS = 120.0
 INGEST_TIMEOUT_SECONDS = 600.0
@@ -80,8 +77,10 @@ class EvalStack:
     def __post_init__(self) -> None:
         self._own_work_dir = self.work_dir is None
         self._dir = self.work_dir or Path(tempfile.mkdtemp(prefix="research-arm-eval-"))
-        self._redis = RedisServer(data_dir=self._dir / "redis")
-        self._arxiv = FakeArxivServer(self.corpus)
+        # No LLM: summaries are extractive, and ranking is what is measured.
+        self._stack = Stack(
+            self._dir, arxiv=FakeArxivServer(self.corpus), llm=None, settings=self.worker_env
+        )
         self._runner: JobRunner | None = None
         self._jobs = 0
         self._seed: Path | None = None
@@ -90,9 +89,8 @@ class EvalStack:
 
     def __enter__(self) -> Self:
         try:
-            self._redis.start()
-            self._arxiv.start()
-            self._runner = JobRunner(self._redis.url)
+            self._stack.start()
+            self._runner = JobRunner(self._stack.redis_url)
             if self.seed_corpus:
                 self._seed = self._ingest(self.seed_corpus)
         except BaseException:
@@ -115,34 +113,24 @@ class EvalStack:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        self._arxiv.stop()
-        self._redis.stop()
+        self._stack.close()
         if self._own_work_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
-    def _worker_env(self, data_dir: Path) -> dict[str, str]:
-        return {
-            "REDIS_URL": self._redis.url,
-            "DATA_DIR": str(data_dir),
-            "QDRANT_PATH": str(data_dir / "qdrant"),
-            "ARXIV_API_URL": self._arxiv.url,
-            "ARXIV_MIN_INTERVAL_SECONDS": "0",
-            **self.worker_env,
-        }
+    @staticmethod
+    def _data_env(data_dir: Path) -> dict[str, str]:
+        return {"DATA_DIR": str(data_dir), "QDRANT_PATH": str(data_dir / "qdrant")}
 
     def _ingest(self, records: Sequence[EvalRecord]) -> Path:
         """A data directory whose corpus holds `records`, built once by the product's ingest."""
         seed = self._dir / "corpus-seed"
         snapshot = write_snapshot_jsonl(records, self._dir / "snapshot" / "records.jsonl")
-        command = [sys.executable, "-m", "worker.cli", "corpus", "ingest", str(snapshot)]
-        done = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env={**os.environ, **self._worker_env(seed)},
-            capture_output=True,
-            text=True,
+        done = run_cli(
+            "corpus",
+            "ingest",
+            str(snapshot),
+            env=self._stack.env(**self._data_env(seed)),
             timeout=INGEST_TIMEOUT_SECONDS,
-            check=False,
         )
         if done.returncode != 0:
             raise CorpusIngestFailed(
@@ -160,19 +148,14 @@ class EvalStack:
             # Each job starts from the same ingested corpus: what one job stores
             # never reaches the next.
             shutil.copytree(self._seed, data_dir)
-        env = self._worker_env(data_dir)
-        worker = WorkerProcess(
-            env=env,
-            log_path=self._dir / f"worker-{self._jobs}.log",
-            pool="threads",
-            concurrency=1,
-            hostname=f"eval-{self._jobs}@%h",
+        worker = self._stack.start_worker(
+            "eval", concurrency=1, ready_timeout=60.0, **self._data_env(data_dir)
         )
-        worker.start(ready_timeout=60.0)
+        arxiv = self._stack.arxiv
         try:
-            self._arxiv.clear()
+            arxiv.clear()
             (outcome,) = self._runner.run([dict(request)], timeout=JOB_TIMEOUT_SECONDS)
-            requests = tuple(r for r in self._arxiv.requests if r.path.rstrip("/") == "/api/query")
+            requests = tuple(r for r in arxiv.requests if r.path.rstrip("/") == "/api/query")
         finally:
             stopper = threading.Thread(target=worker.stop, name=f"stop-eval-{self._jobs}")
             stopper.start()
@@ -181,4 +164,4 @@ class EvalStack:
 
     def served_papers(self, request: RecordedRequest) -> bytes:
         """The feed the fake arXiv answers `request` with (the same answer, asked again)."""
-        return self._arxiv.search(request.params).encode()
+        return self._stack.arxiv.search(request.params).encode()
