@@ -25,7 +25,7 @@ from tests.failure.tally import RESULT_KEY, wait_for_jobs
 from tests.support import Fault
 from tests.support.polling import eventually
 from tests.support.stack import LocalStack
-from tests.support_tests.test_local_redis import make_tls_files
+from tests.support.tls import make_tls_files, start_tls_server
 from worker.client import ResearchClient, celery_client
 from worker.local_redis import RedisServer
 
@@ -125,12 +125,7 @@ def test_redis_with_an_acl_user_works_and_no_secret_shows(
 def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
     tls = make_tls_files(tmp_path)
     server = RedisServer(data_dir=tmp_path / "redis", password=PASSWORD, tls=tls)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if "tls" in str(exc).lower():
-            pytest.skip(f"this redis-server has no TLS support: {exc}")
-        raise
+    start_tls_server(server)
     yield server
     server.stop()
 
