@@ -118,7 +118,7 @@ class Stack(Generic[ArxivT, LlmT]):
         self.worker_module = worker_module
         self.workers: list[WorkerProcess] = []
         self._clients: list[ResearchClient] = []
-        self._started_workers = 0
+        self._worker_count = 0
 
     def start(self) -> None:
         try:
@@ -177,8 +177,8 @@ class Stack(Generic[ArxivT, LlmT]):
         data directory of its own (its embedded Qdrant, heartbeat and metrics:
         two workers cannot share an embedded Qdrant) unless `env` sets DATA_DIR.
         """
-        self._started_workers += 1
-        label = f"{name}-{self._started_workers}"
+        self._worker_count += 1
+        label = f"{name}-{self._worker_count}"
         process = WorkerProcess(
             env=self.env(**{"DATA_DIR": str(self.directory / label), **env}),
             log_path=self.directory / f"{label}.log",
