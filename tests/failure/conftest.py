@@ -16,16 +16,11 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.failure.tally import FaultRow
-from tests.support.arxiv_corpus import CorpusPaper
-from tests.support.fake_arxiv import FakeArxivServer
-from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.stack import QUICK_RETRIES, LocalStack, Stack, WorkerFactory
-from worker.client import ResearchClient
+from tests.support.stack import QUICK_RETRIES, LocalStack, WorkerFactory
 
 VISIBILITY_TIMEOUT = 6
 SOFT_TIME_LIMIT = 4
@@ -47,36 +42,8 @@ FAULT_SETTINGS: Mapping[str, str] = {
 
 
 @pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("failure")
-
-
-@pytest.fixture(scope="module")
-def arxiv_corpus() -> tuple[CorpusPaper, ...] | None:
-    """The fake arXiv's corpus; None is the default synthetic one (a module may override)."""
-    return None
-
-
-@pytest.fixture(scope="module")
-def redis_options() -> dict[str, Any]:
-    """Extra RedisServer arguments for the module's Redis (a module may override)."""
-    return {}
-
-
-@pytest.fixture(scope="module")
-def stack(
-    module_dir: Path,
-    arxiv_corpus: tuple[CorpusPaper, ...] | None,
-    redis_options: dict[str, Any],
-) -> Iterator[LocalStack]:
-    with Stack(
-        module_dir,
-        arxiv=FakeArxivServer(arxiv_corpus),
-        llm=FakeOpenAIServer(),
-        settings=FAULT_SETTINGS,
-        redis_options=redis_options,
-    ) as started:
-        yield started
+def worker_settings() -> Mapping[str, str]:
+    return FAULT_SETTINGS
 
 
 @pytest.fixture
@@ -94,11 +61,6 @@ def start_worker(fresh_stack: LocalStack) -> Iterator[WorkerFactory]:
     """
     yield functools.partial(fresh_stack.start_worker, concurrency=4)
     fresh_stack.stop_workers(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def client(stack: LocalStack) -> ResearchClient:
-    return stack.client()
 
 
 # --- The reliability table ------------------------------------------------------------
