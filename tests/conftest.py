@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a private Redis, and local arXiv and OpenAI servers.
+"""Fixtures shared by every test: a private Redis, local arXiv and OpenAI servers, and a
+whole stack per module for the suites that run real workers.
 
 Nothing here uses a service already running on the machine: Redis is our own
 child process on a free loopback port, and the two HTTP services are fakes
@@ -7,13 +8,18 @@ served from background threads of the test process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from tests.support.arxiv_corpus import CorpusPaper
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.stack import QUICK_RETRIES, LocalStack, Stack
+from worker.client import ResearchClient
 from worker.local_redis import RedisServer
 
 # --- Redis --------------------------------------------------------------------------
@@ -46,6 +52,57 @@ def fake_arxiv() -> Iterator[FakeArxivServer]:
 
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAIServer]:
-    """A fake OpenAI API; point the SDK at `fake_openai.base_url`."""
+    """A fake OpenAI API; point the SDK at `fake_openai.url`."""
     with FakeOpenAIServer() as server:
         yield server
+
+
+# --- A stack per module (tests.support.stack) ----------------------------------------
+# A suite or a module overrides `arxiv_corpus`, `worker_settings` or `redis_options`.
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="module")
+def arxiv_corpus() -> tuple[CorpusPaper, ...] | None:
+    """The fake arXiv's corpus; None is the default synthetic one."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def worker_settings() -> Mapping[str, str]:
+    """What every worker of the module's stack is configured with, beyond the wiring."""
+    return QUICK_RETRIES
+
+
+@pytest.fixture(scope="module")
+def redis_options() -> dict[str, Any]:
+    """Extra RedisServer arguments for the module's Redis."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    module_dir: Path,
+    arxiv_corpus: tuple[CorpusPaper, ...] | None,
+    worker_settings: Mapping[str, str],
+    redis_options: dict[str, Any],
+) -> Iterator[LocalStack]:
+    """The module's Redis, fake arXiv and fake LLM, started when a test asks; workers on it."""
+    with Stack(
+        module_dir,
+        arxiv=FakeArxivServer(arxiv_corpus),
+        llm=FakeOpenAIServer(),
+        settings=worker_settings,
+        redis_options=redis_options,
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def client(stack: LocalStack) -> ResearchClient:
+    """A client on the module's stack, as an orchestrator has."""
+    return stack.client()

@@ -26,8 +26,8 @@ from pathlib import Path
 import psutil
 
 from tests.support.fake_arxiv import FakeArxivServer
-from tests.support.worker_process import REPO_ROOT, WorkerProcess
-from worker.client import ResearchClient
+from tests.support.stack import Stack
+from tests.support.worker_process import REPO_ROOT
 from worker.local_redis import RedisServer, free_port
 
 ENDPOINTS = ("/livez", "/readyz", "/health", "/capabilities", "/metrics")
@@ -157,33 +157,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as scratch, FakeArxivServer() as arxiv:
-        root = Path(scratch)
-        redis_server = RedisServer(data_dir=root / "redis")
-        redis_server.start()
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        Stack(Path(scratch), arxiv=FakeArxivServer(), llm=None) as stack,
+    ):
+        data_dir = str(Path(scratch) / "data")
+        stack.start_worker("footprint", pool="prefork", concurrency=1, DATA_DIR=data_dir)
+        client = stack.client()
+        client.result(client.submit({"query": "graph neural networks"}), timeout=60)
+        # The sidecar, `check` and `celery inspect` see what the worker sees.
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO_ROOT),
-            "REDIS_URL": redis_server.url,
-            "DATA_DIR": str(root / "data"),
-            "ARXIV_API_URL": arxiv.url,
-            "ARXIV_MIN_INTERVAL_SECONDS": "0",
+            **stack.env(DATA_DIR=data_dir),
             "LOG_FORMAT": "json",
         }
-        worker = WorkerProcess(env=env, log_path=root / "worker.log", pool="prefork", concurrency=1)
-        try:
-            worker.start()
-            client = ResearchClient.from_url(redis_server.url)
-            client.result(client.submit({"query": "graph neural networks"}), timeout=60)
-            client.close()
-
-            runs = [run_sidecar(env) for _ in range(args.runs)]
-            checks = [time_check(env) for _ in range(args.runs)]
-            pings = [time_inspect_ping(env) for _ in range(args.runs)]
-            outages = time_outages(env, redis_server)
-        finally:
-            worker.stop()
-            redis_server.stop()
+        runs = [run_sidecar(env) for _ in range(args.runs)]
+        checks = [time_check(env) for _ in range(args.runs)]
+        pings = [time_inspect_ping(env) for _ in range(args.runs)]
+        outages = time_outages(env, stack.redis)
 
     bare_rss, bare_uss = bare_python()
     starts = [run[0] for run in runs]

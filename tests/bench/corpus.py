@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import statistics
@@ -98,60 +97,39 @@ def job_case(jobs: int, work_dir: Path) -> str:
     from tasks.constants import SUMMARY_CACHE_PREFIX
     from tests.support.fake_arxiv import FakeArxivServer
     from tests.support.fake_openai import FakeOpenAIServer
-    from tests.support.worker_process import WorkerProcess
-    from worker.client import ResearchClient
-    from worker.local_redis import RedisServer
+    from tests.support.stack import Stack
+    from tests.support.worker_process import run_cli
 
     env = {"QDRANT_PATH": str(work_dir / "job-qdrant"), "DATA_DIR": str(work_dir / "job-data")}
-    subprocess.run(
-        [sys.executable, "-m", "worker.cli", "corpus", "ingest", str(SHARED_SAMPLE)],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
-    server = RedisServer(data_dir=work_dir / "redis")
-    server.start()
+    ingested = run_cli("corpus", "ingest", str(SHARED_SAMPLE), env=env)
+    if ingested.returncode != 0:
+        raise RuntimeError(f"the corpus ingest failed:\n{ingested.stderr[-2000:]}")
     titles = [p.title for p in sample_papers()]
-    wall, reported, arxiv_requests = [], [], 0
+    wall, reported = [], []
     stages: dict[str, list[float]] = {}
-    try:
-        with FakeArxivServer() as arxiv, FakeOpenAIServer(latency_seconds=0.5) as llm:
-            worker = WorkerProcess(
-                env={
-                    **env,
-                    "REDIS_URL": server.url,
-                    "ARXIV_API_URL": arxiv.url,
-                    "OPENAI_BASE_URL": llm.base_url,
-                    "OPENAI_API_KEY": "sk-bench",
-                    "LLM_MODEL": "bench-llm",
-                },
-                log_path=work_dir / "job-worker.log",
-            )
-            worker.start()
-            client = ResearchClient.from_url(server.url)
-            plain = redis.Redis.from_url(server.url)
-            try:
-                for n in range(jobs + 1):
-                    # Fresh summaries each time: the LLM's 500 ms is part of every job.
-                    for key in plain.scan_iter(f"{SUMMARY_CACHE_PREFIX}*"):
-                        plain.delete(key)
-                    started = time.perf_counter()
-                    job_id = client.submit(
-                        {"query": titles[n * 7 % len(titles)], "end_date": "2007-03-31"}
-                    )
-                    response = client.result(job_id, timeout=60)
-                    if n:  # the first job opens the store and warms the worker
-                        wall.append((time.perf_counter() - started) * 1000)
-                        reported.append(response.search_time_ms)
-                        for stage in response.provenance.stages:
-                            stages.setdefault(stage.name, []).append(stage.duration_ms)
-            finally:
-                client.close()
-                plain.close()
-                worker.stop()
-            arxiv_requests = len(arxiv.requests)
-    finally:
-        server.stop()
+    with Stack(
+        work_dir / "job-stack",
+        arxiv=FakeArxivServer(),
+        llm=FakeOpenAIServer(latency_seconds=0.5),
+    ) as stack:
+        stack.start_worker("job", **env)
+        client = stack.client()
+        with redis.Redis.from_url(stack.redis_url) as plain:
+            for n in range(jobs + 1):
+                # Fresh summaries each time: the LLM's 500 ms is part of every job.
+                for key in plain.scan_iter(f"{SUMMARY_CACHE_PREFIX}*"):
+                    plain.delete(key)
+                started = time.perf_counter()
+                job_id = client.submit(
+                    {"query": titles[n * 7 % len(titles)], "end_date": "2007-03-31"}
+                )
+                response = client.result(job_id, timeout=60)
+                if n:  # the first job opens the store and warms the worker
+                    wall.append((time.perf_counter() - started) * 1000)
+                    reported.append(response.search_time_ms)
+                    for stage in response.provenance.stages:
+                        stages.setdefault(stage.name, []).append(stage.duration_ms)
+        arxiv_requests = len(stack.arxiv.requests)
     return (
         f"job over the corpus (200 records), 5 papers, LLM 500 ms, {jobs} jobs: "
         f"submit-to-result p50 {statistics.median(wall):.0f} ms, max {max(wall):.0f} ms; "
@@ -241,7 +219,14 @@ def retrieval_child(size: int, queries: int, store: Path) -> dict[str, float]:
         )
         timings.append((time.perf_counter() - started) * 1000)
     index.close()
-    timings.sort()
+    return retrieval_figures(size, load_seconds, timings, store)
+
+
+def retrieval_figures(
+    size: int, load_seconds: float, timings_ms: Sequence[float], store: Path
+) -> dict[str, float]:
+    """A retrieval child's figures: load time, query p50 and p95, peak RSS, bytes on disk."""
+    timings = sorted(timings_ms)
     return {
         "size": size,
         "load_seconds": load_seconds,
@@ -252,31 +237,27 @@ def retrieval_child(size: int, queries: int, store: Path) -> dict[str, float]:
     }
 
 
-def retrieval_case(sizes: Sequence[int], queries: int, work_dir: Path) -> str:
+def retrieval_case(
+    sizes: Sequence[int],
+    queries: int,
+    work_dir: Path,
+    *,
+    module: str = "tests.bench.corpus",
+    engine: str = "embedded local mode",
+) -> str:
+    """Per size, `python -m MODULE --child SIZE QUERIES STORE` in a fresh process; a table."""
     rows = ["size      load s   p50 ms   p95 ms   RSS MiB   on disk MiB"]
     for size in sizes:
         store = work_dir / f"retrieval-{size}"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.bench.corpus",
-                "--child",
-                str(size),
-                str(queries),
-                str(store),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        child = [sys.executable, "-m", module, "--child", str(size), str(queries), str(store)]
+        done = subprocess.run(child, capture_output=True, text=True, check=True)
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(
             f"{size:<9,} {figures['load_seconds']:7.1f} {figures['p50_ms']:8.1f} "
             f"{figures['p95_ms']:8.1f} {figures['rss_mib']:9.0f} "
             f"{figures['bytes_on_disk'] / 2**20:13.1f}"
         )
-    return "hybrid retrieval, embedded local mode, limit 15:\n" + "\n".join(rows)
+    return f"hybrid retrieval, {engine}, limit 15:\n" + "\n".join(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,10 +30,15 @@ from typing import Any
 import numpy as np
 
 from tasks.bm25_terms import document_terms, query_terms
-from tasks.corpus_status import directory_bytes
 from tasks.embeddings import HashingEmbedder
 from tasks.paper_index import day_number
-from tests.bench.corpus import NoisyEmbedder, sample_papers, synthetic_papers
+from tests.bench.corpus import (
+    NoisyEmbedder,
+    retrieval_case,
+    retrieval_figures,
+    sample_papers,
+    synthetic_papers,
+)
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -122,15 +124,7 @@ def child(size: int, queries: int, store: Path) -> dict[str, float]:
         )
         timings.append((time.perf_counter() - started) * 1000)
     shard.close()
-    timings.sort()
-    return {
-        "size": size,
-        "load_seconds": load_seconds,
-        "p50_ms": statistics.median(timings),
-        "p95_ms": timings[int(0.95 * (len(timings) - 1))],
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "bytes_on_disk": directory_bytes(store),
-    }
+    return retrieval_figures(size, load_seconds, timings, store)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,29 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         size, queries, store = args.child
         print(json.dumps(child(int(size), int(queries), Path(store))))
         return 0
-    rows = ["size      load s   p50 ms   p95 ms   RSS MiB   on disk MiB"]
+    sizes = [int(size) for size in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="corpus-edge-") as tmp:
-        for size in [int(s) for s in args.sizes.split(",")]:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.bench.corpus_edge",
-                    "--child",
-                    str(size),
-                    str(args.queries),
-                    str(Path(tmp) / f"edge-{size}"),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            f = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append(
-                f"{size:<9,} {f['load_seconds']:7.1f} {f['p50_ms']:8.1f} {f['p95_ms']:8.1f} "
-                f"{f['rss_mib']:9.0f} {f['bytes_on_disk'] / 2**20:13.1f}"
-            )
-    print("hybrid retrieval, qdrant-edge-py, limit 15:\n" + "\n".join(rows))
+        table = retrieval_case(
+            sizes,
+            args.queries,
+            Path(tmp),
+            module="tests.bench.corpus_edge",
+            engine="qdrant-edge-py",
+        )
+    print(table)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What every benchmark case stands on: worker processes, job submission and completion times.
+"""What every benchmark case measures with: job submission and completion times.
 
 A job's latency is measured from just before `send_task` to the moment its
 final result reaches us. Celery's Redis result backend publishes every stored
@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -24,45 +23,10 @@ from celery import Celery
 
 from tasks.constants import QUEUE, TASK_EXECUTE
 from tests.bench.noop_tasks import NOOP_EXECUTE
-from tests.support.worker_process import WorkerProcess
 from worker.client import celery_client
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULT_CHANNELS = "celery-task-meta-*"
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
-
-
-@dataclass
-class BenchWorker(WorkerProcess):
-    """`research-arm worker` with the benchmark's no-op tasks registered, as a child process."""
-
-    module: str = "tests.bench.worker_main"
-
-    def process_ids(self) -> list[int]:
-        """The worker's own pid and those of its pool processes (prefork children)."""
-        return [self.pid, *_children_of(self.pid)]
-
-    def peak_rss_mib(self) -> float:
-        """The largest peak resident set (VmHWM) among the worker's processes, in MiB."""
-        return max((_status_kib(pid, "VmHWM") for pid in self.process_ids()), default=0) / 1024
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
-
-
-def _status_kib(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from schemas.research import STAGE_NAMES
 from tests.bench.cases import (
@@ -24,6 +22,7 @@ from tests.bench.cases import (
     RepeatResult,
     ScaleRow,
 )
+from tests.support.machine import checkout_revision, cpu_model
 
 PACKAGES = ("celery", "kombu", "redis", "qdrant-client", "pydantic", "openai", "httpx", "numpy")
 LATENCY_GOAL = 1.15
@@ -40,30 +39,11 @@ def _package_version(name: str) -> str:
         return "-"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_revision() -> str:
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+def _revision() -> str:
+    revision = checkout_revision()
+    if revision is None:
         return "unknown"
-    return f"{revision}{' (with uncommitted changes)' if dirty else ''}"
+    return revision.commit + (" (with uncommitted changes)" if revision.changed else "")
 
 
 def load_average() -> str:
@@ -86,11 +66,11 @@ class MachineInfo:
     def collect(cls, redis_server_version: str) -> MachineInfo:
         return cls(
             cores=len(os.sched_getaffinity(0)),
-            cpu=_cpu_model(),
+            cpu=cpu_model(),
             python=platform.python_version(),
             redis_server=redis_server_version,
             load_at_start=load_average(),
-            revision=_git_revision(),
+            revision=_revision(),
         )
 
 

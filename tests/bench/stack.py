@@ -1,4 +1,4 @@
-"""The benchmark's world: a private Redis, fake arXiv and LLM, worker processes, a job runner."""
+"""The benchmark's world: the stack with its fakes out of process, and a job runner on it."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from tests.bench.harness import BenchWorker, JobRunner
+from tests.bench.harness import JobRunner
 from tests.bench.upstreams import UpstreamProcess
-from worker.local_redis import RedisServer
-
-LLM_MODEL = "bench-summarizer"
+from tests.support.stack import Stack
+from tests.support.worker_process import WorkerProcess
 
 
 @dataclass(frozen=True)
@@ -46,48 +43,39 @@ class FreshQueries:
         return [{"query": self.next(), "max_papers": max_papers} for _ in range(count)]
 
 
-class BenchStack:
-    """Everything a case needs, started once and torn down at the end (also on error)."""
+class BenchStack(Stack[UpstreamProcess, UpstreamProcess]):
+    """Everything a case needs, started once and torn down at the end (also on error).
+
+    The fakes run in processes of their own, so their CPU is not the measuring
+    process's; workers run the product's defaults, shaped by `shape`, and also
+    register the benchmark's own tasks (`tests.bench.worker_main`).
+    """
 
     def __init__(self, work_dir: Path, shape: WorkerShape) -> None:
+        super().__init__(
+            work_dir,
+            arxiv=UpstreamProcess("arxiv"),
+            llm=UpstreamProcess("openai"),
+            settings=dict(shape.extra_env),
+            worker_module="tests.bench.worker_main",
+        )
         self.work_dir = work_dir
         self.shape = shape
-        self.redis = RedisServer(data_dir=work_dir / "redis")
-        self.arxiv: UpstreamProcess | None = None
-        self.llm: UpstreamProcess | None = None
-        self.workers: list[BenchWorker] = []
         self._runner: JobRunner | None = None
-        self._started = 0
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
+        super().start()
         try:
-            self.redis.start()
-            self.arxiv = UpstreamProcess("arxiv")
-            self.llm = UpstreamProcess("openai")
-            self._runner = JobRunner(self.redis.url)
+            self._runner = JobRunner(self.redis_url)
         except BaseException:
             self.close()
             raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
-        self.stop_workers()
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        for upstream in (self.arxiv, self.llm):
-            if upstream is not None:
-                upstream.stop()
-        self.arxiv = self.llm = None
-        self.redis.stop()
+        super().close()
 
     @property
     def runner(self) -> JobRunner:
@@ -95,50 +83,18 @@ class BenchStack:
         return self._runner
 
     def upstreams(self) -> tuple[UpstreamProcess, UpstreamProcess]:
-        assert self.arxiv is not None and self.llm is not None, "stack not started"
         return self.arxiv, self.llm
 
     def set_latencies(self, arxiv_seconds: float, llm_seconds: float) -> None:
-        arxiv, llm = self.upstreams()
-        arxiv.set_latency(arxiv_seconds)
-        llm.set_latency(llm_seconds)
+        self.arxiv.latency_seconds = arxiv_seconds
+        self.llm.latency_seconds = llm_seconds
 
-    def start_workers(self, count: int) -> list[BenchWorker]:
-        """Start `count` more worker processes, each with a data directory (and Qdrant) of its own.
-
-        Embedded Qdrant is a single-process store: two workers cannot share one.
-        """
-        arxiv, llm = self.upstreams()
-        started = []
-        for _ in range(count):
-            self._started += 1
-            number = self._started
-            env = {
-                "REDIS_URL": self.redis.url,
-                "DATA_DIR": str(self.work_dir / f"worker-{number}"),
-                "ARXIV_API_URL": arxiv.url,
-                "ARXIV_MIN_INTERVAL_SECONDS": "0",
-                "OPENAI_BASE_URL": llm.url,
-                "OPENAI_API_KEY": "sk-bench-not-a-real-key",
-                "LLM_MODEL": LLM_MODEL,
-                **dict(self.shape.extra_env),
-            }
-            worker = BenchWorker(
-                env=env,
-                log_path=self.work_dir / f"worker-{number}.log",
-                pool=self.shape.pool,
-                concurrency=self.shape.concurrency,
-                hostname=f"bench-{number}@%h",
-            )
-            self.workers.append(worker)
-            worker.start()
-            started.append(worker)
-        return started
-
-    def stop_workers(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.workers.clear()
+    def start_workers(self, count: int) -> list[WorkerProcess]:
+        """Start `count` more worker processes of the stack's shape, one after another."""
+        return [
+            self.start_worker("bench", pool=self.shape.pool, concurrency=self.shape.concurrency)
+            for _ in range(count)
+        ]
 
     def remove_work_dir(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ import re
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 from tests.support import FakeHTTPServer
@@ -78,20 +79,17 @@ class FreshPapersArxivServer(FakeArxivServer):
         )
 
 
-def _build(kind: UpstreamKind, latency_seconds: float) -> tuple[FakeHTTPServer, str]:
+def _build(kind: UpstreamKind, latency_seconds: float) -> FakeHTTPServer:
     if kind == "arxiv":
-        arxiv = FreshPapersArxivServer(latency_seconds)
-        arxiv.start()
-        return arxiv, arxiv.url
-    llm = FakeOpenAIServer(latency_seconds=latency_seconds)
-    llm.start()
-    return llm, llm.base_url
+        return FreshPapersArxivServer(latency_seconds)
+    return FakeOpenAIServer(latency_seconds=latency_seconds)
 
 
 def _serve(kind: UpstreamKind, latency_seconds: float, control: Connection) -> None:
     """The child's main: serve, and answer the parent's commands until told to stop."""
-    server, url = _build(kind, latency_seconds)
-    control.send(url)
+    server = _build(kind, latency_seconds)
+    server.start()
+    control.send(server.url)
     commands: dict[str, Callable[..., Any]] = {
         "latency": lambda seconds: setattr(server, "latency_seconds", seconds),
         "count": lambda suffix: sum(1 for r in server.requests if r.path.endswith(suffix)),
@@ -110,29 +108,54 @@ def _serve(kind: UpstreamKind, latency_seconds: float, control: Connection) -> N
 
 
 class UpstreamProcess:
-    """One fake upstream in a child process: `url` to point the worker at, a few controls."""
+    """One fake upstream in a child process: its `url`, its latency and a few controls.
+
+    It stands where the in-process fake would (`tests.support.stack.Upstream`).
+    """
 
     def __init__(self, kind: UpstreamKind, latency_seconds: float = 0.0) -> None:
         self.kind = kind
+        self._latency_seconds = latency_seconds
+        self._process: BaseProcess | None = None
+        self._control: Connection | None = None
+        self._url: str | None = None
+
+    def start(self) -> None:
+        """Spawn the child and wait until it serves."""
         context = multiprocessing.get_context("spawn")
         self._control, child_end = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(kind, latency_seconds, child_end), name=f"fake-{kind}"
+            target=_serve,
+            args=(self.kind, self._latency_seconds, child_end),
+            name=f"fake-{self.kind}",
         )
         self._process.start()
         child_end.close()
         if not self._control.poll(30):
             self.stop()
-            raise TimeoutError(f"fake {kind} server did not start")
-        self.url: str = self._control.recv()
+            raise TimeoutError(f"fake {self.kind} server did not start")
+        self._url = self._control.recv()
+
+    @property
+    def url(self) -> str:
+        """The URL a worker is pointed at (the OpenAI fake's is its base URL)."""
+        assert self._url is not None, f"fake {self.kind} not started"
+        return self._url
 
     def _ask(self, *command: Any) -> Any:
+        assert self._control is not None, f"fake {self.kind} not started"
         self._control.send(command)
         return self._control.recv()
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every later answer by `seconds`."""
+    @property
+    def latency_seconds(self) -> float:
+        """How long the child waits before each answer; setting it applies to later answers."""
+        return self._latency_seconds
+
+    @latency_seconds.setter
+    def latency_seconds(self, seconds: float) -> None:
         self._ask("latency", seconds)
+        self._latency_seconds = seconds
 
     def count(self, path_suffix: str = "") -> int:
         """How many requests whose path ends with `path_suffix` were received."""
@@ -144,11 +167,17 @@ class UpstreamProcess:
         self._ask("clear")
 
     def stop(self) -> None:
-        if self._process.is_alive():
+        """Stop the child (asked, then killed if it does not go). Idempotent."""
+        process, control = self._process, self._control
+        self._process = self._control = None
+        self._url = None
+        if process is None or control is None:
+            return
+        if process.is_alive():
             with contextlib.suppress(OSError):  # the child is gone already
-                self._control.send(("stop",))
-            self._process.join(10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._control.close()
+                control.send(("stop",))
+            process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        control.close()

@@ -21,19 +21,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tests.support.arxiv_corpus import default_corpus
+from tests.support.arxiv_corpus import CorpusPaper, default_corpus
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.stack import Stack
 from tests.support.worker_process import WorkerProcess
 from worker.client import ResearchClient
-from worker.local_redis import RedisServer
 
 TOPIC_QUERIES = (
     "retrieval augmented generation",
@@ -48,10 +48,21 @@ FIRST_MONTH = date(2015, 2, 1)
 MONTHS_AVAILABLE = 140
 
 
-def scale_corpus_server(latency_seconds: float = 0.0) -> FakeArxivServer:
-    return FakeArxivServer(
-        corpus=default_corpus(papers_per_topic=PAPERS_PER_TOPIC), latency_seconds=latency_seconds
-    )
+# What every worker of the fleet is configured with, beyond its stack's wiring.
+SCALE_OUT_SETTINGS: Mapping[str, str] = {
+    # Every job calls the LLM: no answer or summary is served from a cache.
+    "ARXIV_CACHE_TTL_SECONDS": "0",
+    "SUMMARY_CACHE_TTL_SECONDS": "0",
+    # As the image runs it: SIGTERM is Celery's soft-then-requeue shutdown.
+    "REMAP_SIGTERM": "SIGQUIT",
+    "WORKER_SOFT_SHUTDOWN_TIMEOUT_SECONDS": "1",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def scale_corpus() -> tuple[CorpusPaper, ...]:
+    """The fake arXiv's corpus for scale-out runs: every topic in every month."""
+    return default_corpus(papers_per_topic=PAPERS_PER_TOPIC)
 
 
 def job_requests(first: int, count: int, max_papers: int) -> list[dict[str, Any]]:
@@ -78,36 +89,15 @@ def job_requests(first: int, count: int, max_papers: int) -> list[dict[str, Any]
     return requests
 
 
-def worker_environment(
-    redis_url: str, arxiv: FakeArxivServer, llm: FakeOpenAIServer
-) -> dict[str, str]:
-    """The settings every worker of the fleet shares (DATA_DIR is added per worker)."""
-    return {
-        "REDIS_URL": redis_url,
-        "ARXIV_API_URL": arxiv.url,
-        "ARXIV_MIN_INTERVAL_SECONDS": "0",
-        "ARXIV_CACHE_TTL_SECONDS": "0",
-        "SUMMARY_CACHE_TTL_SECONDS": "0",
-        "OPENAI_BASE_URL": llm.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "LLM_MODEL": "fake-summarizer-1",
-        # As the image runs it: SIGTERM is Celery's soft-then-requeue shutdown.
-        "REMAP_SIGTERM": "SIGQUIT",
-        "WORKER_SOFT_SHUTDOWN_TIMEOUT_SECONDS": "1",
-        "LOG_LEVEL": "INFO",
-    }
-
-
 @dataclass
 class WorkerFleet:
-    """Worker processes on one Redis, started as needed and all stopped by `stop`.
+    """Worker processes on one stack, started as needed and all stopped by `stop`.
 
     Each worker has its own DATA_DIR (its heartbeat, metrics and embedded
     Qdrant) and the node name `<prefix>-<n>@<host>`.
     """
 
-    env: dict[str, str]
-    directory: Path
+    stack: Stack[Any, Any]
     concurrency: int = 1
     pool: str = "prefork"
     prefix: str = "scale"
@@ -115,22 +105,15 @@ class WorkerFleet:
 
     def grow_to(self, count: int) -> list[WorkerProcess]:
         """Start workers until `count` run (started together); returns the new ones."""
-        new = [self._worker(len(self.workers) + i + 1) for i in range(count - len(self.workers))]
+        new = [
+            self.stack.worker(self.prefix, pool=self.pool, concurrency=self.concurrency)
+            for _ in range(count - len(self.workers))
+        ]
         self.workers.extend(new)
         with ThreadPoolExecutor(max_workers=max(1, len(new))) as pool:
             for started in [pool.submit(worker.start) for worker in new]:
                 started.result()
         return new
-
-    def _worker(self, number: int) -> WorkerProcess:
-        data_dir = self.directory / f"{self.prefix}-{number}"
-        return WorkerProcess(
-            env={**self.env, "DATA_DIR": str(data_dir)},
-            log_path=data_dir / "worker.log",
-            concurrency=self.concurrency,
-            pool=self.pool,
-            hostname=f"{self.prefix}-{number}@%h",
-        )
 
     def node(self, worker: WorkerProcess) -> str:
         """The node-name prefix this worker's tasks record in provenance ("scale-2@")."""
@@ -226,26 +209,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="scale-out-") as tmp,
-        RedisServer(data_dir=Path(tmp) / "redis") as redis_server,
-        scale_corpus_server() as arxiv,
-        FakeOpenAIServer(latency_seconds=args.llm_latency) as llm,
+        Stack(
+            Path(tmp),
+            arxiv=FakeArxivServer(scale_corpus()),
+            llm=FakeOpenAIServer(latency_seconds=args.llm_latency),
+            settings=SCALE_OUT_SETTINGS,
+        ) as stack,
     ):
-        fleet = WorkerFleet(
-            env=worker_environment(redis_server.url, arxiv, llm),
-            directory=Path(tmp),
-            concurrency=args.concurrency,
-        )
-        client = ResearchClient.from_url(redis_server.url)
+        fleet = WorkerFleet(stack, concurrency=args.concurrency)
+        client = stack.client()
         runs = []
-        try:
-            for index, count in enumerate(counts):
-                fleet.grow_to(count)
-                requests = job_requests(index * args.jobs, args.jobs, args.max_papers)
-                runs.append(run_jobs(fleet, client, requests, llm, timeout=300))
-                print(f"{count} worker(s): {runs[-1].jobs_per_second:.2f} jobs/s", file=sys.stderr)
-        finally:
-            client.close()
-            fleet.stop()
+        for index, count in enumerate(counts):
+            fleet.grow_to(count)
+            requests = job_requests(index * args.jobs, args.jobs, args.max_papers)
+            runs.append(run_jobs(fleet, client, requests, stack.llm, timeout=300))
+            print(f"{count} worker(s): {runs[-1].jobs_per_second:.2f} jobs/s", file=sys.stderr)
     print(
         f"{args.jobs} jobs per row, max_papers={args.max_papers}, LLM latency "
         f"{args.llm_latency} s, prefork concurrency {args.concurrency} per worker"

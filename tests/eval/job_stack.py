@@ -10,25 +10,21 @@ and is driven through Celery exactly as an orchestrator drives it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from tests.bench.harness import JobRunner
 from tests.eval.records import EvalRecord, write_snapshot_jsonl
 from tests.support import RecordedRequest
 from tests.support.arxiv_corpus import CorpusPaper
 from tests.support.fake_arxiv import FakeArxivServer
-from tests.support.worker_process import REPO_ROOT, WorkerProcess
-from worker.local_redis import RedisServer
+from tests.support.stack import Stack
+from tests.support.worker_process import run_cli
 
 JOB_TIMEOUT_SECONDS = 120.0
 INGEST_TIMEOUT_SECONDS = 600.0
@@ -64,49 +60,48 @@ class JobRun:
         return str(models.get("embedding", "?"))
 
 
-@dataclass
-class EvalStack:
-    """Redis, fake arXiv and a job runner; `run_job` starts a fresh worker per job."""
+class EvalStack(Stack[FakeArxivServer, None]):
+    """Redis, fake arXiv and a job runner; `run_job` starts a fresh worker per job.
 
-    corpus: Sequence[CorpusPaper]
-    worker_env: Mapping[str, str] = field(default_factory=dict)
-    """Extra worker settings (e.g. EMBEDDINGS=hashing); they override the stack's own."""
-    work_dir: Path | None = None
-    """Where Redis and the workers keep their data; a temporary folder (removed) if None."""
-    seed_corpus: Sequence[EvalRecord] = ()
-    """Records ingested once into a local corpus that every job's worker starts with
-    (`research-arm corpus ingest`, where the checkout has it); none by default."""
+    There is no LLM: summaries are extractive, and ranking is what is measured.
+    """
 
-    def __post_init__(self) -> None:
-        self._own_work_dir = self.work_dir is None
-        self._dir = self.work_dir or Path(tempfile.mkdtemp(prefix="research-arm-eval-"))
-        self._redis = RedisServer(data_dir=self._dir / "redis")
-        self._arxiv = FakeArxivServer(self.corpus)
+    def __init__(
+        self,
+        corpus: Sequence[CorpusPaper],
+        worker_env: Mapping[str, str] | None = None,
+        *,
+        work_dir: Path | None = None,
+        seed_corpus: Sequence[EvalRecord] = (),
+    ) -> None:
+        """Arguments:
+
+        corpus: the papers the fake arXiv serves.
+        worker_env: extra worker settings (e.g. EMBEDDINGS=hashing).
+        work_dir: where Redis and the workers keep their data; a temporary folder
+            (removed at the end) if None.
+        seed_corpus: records ingested once into a local corpus that every job's
+            worker starts with (`research-arm corpus ingest`, where the checkout has it).
+        """
+        self._own_work_dir = work_dir is None
+        directory = work_dir or Path(tempfile.mkdtemp(prefix="research-arm-eval-"))
+        super().__init__(directory, arxiv=FakeArxivServer(corpus), llm=None, settings=worker_env)
+        self.seed_corpus = seed_corpus
         self._runner: JobRunner | None = None
         self._jobs = 0
         self._seed: Path | None = None
         # A finished job's worker shuts down while the next one starts.
         self._stopping: list[threading.Thread] = []
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
+        super().start()
         try:
-            self._redis.start()
-            self._arxiv.start()
-            self._runner = JobRunner(self._redis.url)
+            self._runner = JobRunner(self.redis_url)
             if self.seed_corpus:
                 self._seed = self._ingest(self.seed_corpus)
         except BaseException:
             self.close()
             raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         for thread in self._stopping:
@@ -115,34 +110,24 @@ class EvalStack:
         if self._runner is not None:
             self._runner.close()
             self._runner = None
-        self._arxiv.stop()
-        self._redis.stop()
+        super().close()
         if self._own_work_dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _worker_env(self, data_dir: Path) -> dict[str, str]:
-        return {
-            "REDIS_URL": self._redis.url,
-            "DATA_DIR": str(data_dir),
-            "QDRANT_PATH": str(data_dir / "qdrant"),
-            "ARXIV_API_URL": self._arxiv.url,
-            "ARXIV_MIN_INTERVAL_SECONDS": "0",
-            **self.worker_env,
-        }
+    @staticmethod
+    def _data_env(data_dir: Path) -> dict[str, str]:
+        return {"DATA_DIR": str(data_dir), "QDRANT_PATH": str(data_dir / "qdrant")}
 
     def _ingest(self, records: Sequence[EvalRecord]) -> Path:
         """A data directory whose corpus holds `records`, built once by the product's ingest."""
-        seed = self._dir / "corpus-seed"
-        snapshot = write_snapshot_jsonl(records, self._dir / "snapshot" / "records.jsonl")
-        command = [sys.executable, "-m", "worker.cli", "corpus", "ingest", str(snapshot)]
-        done = subprocess.run(
-            command,
-            cwd=REPO_ROOT,
-            env={**os.environ, **self._worker_env(seed)},
-            capture_output=True,
-            text=True,
+        seed = self.directory / "corpus-seed"
+        snapshot = write_snapshot_jsonl(records, self.directory / "snapshot" / "records.jsonl")
+        done = run_cli(
+            "corpus",
+            "ingest",
+            str(snapshot),
+            env=self.env(**self._data_env(seed)),
             timeout=INGEST_TIMEOUT_SECONDS,
-            check=False,
         )
         if done.returncode != 0:
             raise CorpusIngestFailed(
@@ -155,24 +140,18 @@ class EvalStack:
         """Run one research request on a worker of its own; a failed job is returned, not raised."""
         assert self._runner is not None, "stack not started"
         self._jobs += 1
-        data_dir = self._dir / f"job-{self._jobs}"
+        data_dir = self.directory / f"job-{self._jobs}"
         if self._seed is not None:
             # Each job starts from the same ingested corpus: what one job stores
             # never reaches the next.
             shutil.copytree(self._seed, data_dir)
-        env = self._worker_env(data_dir)
-        worker = WorkerProcess(
-            env=env,
-            log_path=self._dir / f"worker-{self._jobs}.log",
-            pool="threads",
-            concurrency=1,
-            hostname=f"eval-{self._jobs}@%h",
+        worker = self.start_worker(
+            "eval", concurrency=1, ready_timeout=60.0, **self._data_env(data_dir)
         )
-        worker.start(ready_timeout=60.0)
         try:
-            self._arxiv.clear()
+            self.arxiv.clear()
             (outcome,) = self._runner.run([dict(request)], timeout=JOB_TIMEOUT_SECONDS)
-            requests = tuple(r for r in self._arxiv.requests if r.path.rstrip("/") == "/api/query")
+            requests = tuple(r for r in self.arxiv.requests if r.path.rstrip("/") == "/api/query")
         finally:
             stopper = threading.Thread(target=worker.stop, name=f"stop-eval-{self._jobs}")
             stopper.start()
@@ -181,4 +160,4 @@ class EvalStack:
 
     def served_papers(self, request: RecordedRequest) -> bytes:
         """The feed the fake arXiv answers `request` with (the same answer, asked again)."""
-        return self._arxiv.search(request.params).encode()
+        return self.arxiv.search(request.params).encode()

@@ -9,12 +9,14 @@ Two files, never committed to the repository (they live beside it in
 - `kaggle_arxiv-metadata-oai-snapshot_head200.jsonl`: the first 200 lines of
   Kaggle's arXiv metadata snapshot (April 2007, mostly physics and maths).
 
-`load_records()` reads both into `EvalRecord`s; `corpus_papers()` turns them
-into the fake arXiv server's `CorpusPaper`s.
+`load_records()` reads both into `EvalRecord`s: the fake arXiv server's
+`CorpusPaper`s, each saying which file it came from; `corpus_papers()` readies
+them for the fake.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -40,19 +42,10 @@ class EvalDataMissing(RuntimeError):
 
 
 @dataclass(frozen=True)
-class EvalRecord:
-    """One real arXiv paper of the evaluation's collection."""
+class EvalRecord(CorpusPaper):
+    """One real arXiv paper of the evaluation's collection, as the fake arXiv serves it."""
 
-    arxiv_id: str
-    """Without version: "2603.11048" or "0704.0001"."""
-    title: str
-    abstract: str
-    authors: tuple[str, ...]
-    categories: tuple[str, ...]
-    published: datetime
-    updated: datetime
-    version: int
-    source: str
+    source: str = ""
     """Which file it came from: "cs.CL" or "kaggle"."""
 
     @property
@@ -98,18 +91,9 @@ def load_records(data_dir: Path | None = None) -> list[EvalRecord]:
 
 
 def corpus_papers(records: Sequence[EvalRecord]) -> list[CorpusPaper]:
-    """The records as papers the fake arXiv server serves."""
+    """The records as papers the fake arXiv server serves: an Atom entry names an author."""
     return [
-        CorpusPaper(
-            arxiv_id=record.arxiv_id,
-            title=record.title,
-            abstract=record.abstract,
-            authors=record.authors or ("Unknown",),
-            categories=record.categories,
-            published=record.published,
-            updated=record.updated if record.updated != record.published else None,
-            version=record.version,
-        )
+        record if record.authors else dataclasses.replace(record, authors=("Unknown",))
         for record in records
     ]
 
@@ -122,7 +106,7 @@ def write_snapshot_jsonl(records: Sequence[EvalRecord], path: Path) -> Path:
             versions = [{"version": "v1", "created": format_datetime(record.published)}]
             if record.version > 1:
                 versions += [
-                    {"version": f"v{n}", "created": format_datetime(record.updated)}
+                    {"version": f"v{n}", "created": format_datetime(record.last_updated)}
                     for n in range(2, record.version + 1)
                 ]
             line = {
@@ -138,7 +122,7 @@ def write_snapshot_jsonl(records: Sequence[EvalRecord], path: Path) -> Path:
                 "license": None,
                 "abstract": record.abstract,
                 "versions": versions,
-                "update_date": record.updated.date().isoformat(),
+                "update_date": record.last_updated.date().isoformat(),
                 "authors_parsed": [_parsed_name(name) for name in record.authors],
             }
             out.write(json.dumps(line, ensure_ascii=False) + "\n")

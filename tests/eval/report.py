@@ -4,53 +4,26 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from tests.eval.metrics import METRICS, mean_metrics, query_metrics
 from tests.eval.relevance_set import GROUPS, JudgedQuery
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.machine import checkout_revision, cpu_model
 
 
 def commit_description() -> str:
     """The checked-out commit, with "+changes" when the work tree differs from it."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    revision = checkout_revision()
+    if revision is None:
         return "unknown (no git)"
-    return head + (" +changes" if dirty else "")
+    return revision.commit + (" +changes" if revision.changed else "")
 
 
 def machine_description() -> str:
     """Host, CPU model and count, and the Python version."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"{platform.node()}, {cpu}, {os.cpu_count()} CPUs, "
+        f"{platform.node()}, {cpu_model()}, {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
 

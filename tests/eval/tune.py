@@ -37,8 +37,9 @@ from tests.eval.job_stack import EvalStack
 from tests.eval.metrics import METRICS, RELEVANT_GRADE, mean_metrics, query_metrics
 from tests.eval.records import EvalDataMissing, corpus_papers, load_records
 from tests.eval.relevance_set import GROUPS, JudgedQuery, load_relevance_set
-from tests.eval.report import REPO_ROOT, commit_description, header_lines
+from tests.eval.report import commit_description, header_lines
 from tests.eval.systems import RANKING_DEPTH, BM25AllSystem, JobSystem
+from tests.support.worker_process import REPO_ROOT
 from worker.resources import build_embedder
 from worker.settings import Settings
 

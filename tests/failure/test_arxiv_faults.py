@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.failure.conftest import Stack, WorkerFactory
 from tests.failure.tally import FaultRow, JobOutcomes, wait_for_jobs
 from tests.support import Fault, RecordedRequest
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def peak_rss_bytes(pid: int) -> int:
 
 
 def test_transient_arxiv_faults_are_retried_to_success_keeping_the_rate_gap(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     start_worker("first", **ARXIV_ENV)
     start_worker("second", **ARXIV_ENV)
@@ -115,7 +115,7 @@ def test_transient_arxiv_faults_are_retried_to_success_keeping_the_rate_gap(
 
 
 def test_permanent_arxiv_faults_fail_clearly_and_the_entity_bomb_leaves_memory_flat(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     first = start_worker("first", **ARXIV_ENV)
     start_worker("second", **ARXIV_ENV)

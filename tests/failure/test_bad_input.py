@@ -16,9 +16,9 @@ from celery import Celery
 from hypothesis import HealthCheck, Phase, given, settings
 
 from tasks.constants import QUEUE, TASK_EXECUTE
-from tests.failure.conftest import Stack, WorkerFactory
 from tests.failure.invalid_requests import InvalidJob, invalid_jobs
 from tests.failure.tally import FaultRow, JobOutcomes, log_events, wait_for_jobs
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ EXAMPLES = 500
 
 
 @pytest.fixture
-def sender(fresh_stack: Stack) -> Iterator[Celery]:
+def sender(fresh_stack: LocalStack) -> Iterator[Celery]:
     """Sends messages only: results are read from the backend's keys, in bulk."""
     app = Celery(
         "bad-input-sender",
@@ -49,7 +49,7 @@ def test_generated_invalid_requests_fail_at_once_naming_the_field(
     start_worker: WorkerFactory,
     client: ResearchClient,
     sender: Celery,
-    fresh_stack: Stack,
+    fresh_stack: LocalStack,
     record_fault,
 ) -> None:
     worker = start_worker(concurrency=8)

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.failure.conftest import Stack, WorkerFactory
-from tests.failure.polling import child_pids, wait_until
 from tests.failure.tally import FaultRow, JobOutcomes, wait_for_jobs
+from tests.support.polling import eventually
+from tests.support.stack import LocalStack, WorkerFactory
 from tests.support.worker_process import WorkerProcess
 from worker.client import ResearchClient
 
@@ -49,14 +49,14 @@ def summaries_received(worker: WorkerProcess) -> int:
     )
 
 
-def chat_requests(stack: Stack) -> int:
+def chat_requests(stack: LocalStack) -> int:
     return sum(1 for r in stack.llm.requests if r.path.endswith("/chat/completions"))
 
 
-def kill_when_summarizing(worker: WorkerProcess, stack: Stack) -> float:
+def kill_when_summarizing(worker: WorkerProcess, stack: LocalStack) -> float:
     """Wait until `worker` runs summarize and its LLM calls hang, then kill -9 it."""
     calls_before = chat_requests(stack)
-    wait_until(
+    eventually(
         lambda: summaries_received(worker) >= 1 and chat_requests(stack) > calls_before,
         timeout=VISIBILITY_TIMEOUT + 20,
         what=f"summarize calling the LLM on {worker.hostname}",
@@ -77,7 +77,7 @@ def delivery_limit_failures(worker: WorkerProcess) -> float:
 
 
 def test_a_job_whose_worker_dies_at_every_delivery_fails_at_the_limit(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     fresh_stack.llm.latency_seconds = HANG_SECONDS
     first = start_worker("first", **HANGING_STAGE_ENV)
@@ -119,7 +119,7 @@ def test_a_job_whose_worker_dies_at_every_delivery_fails_at_the_limit(
 
 
 def test_a_job_whose_worker_died_once_still_completes(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     fresh_stack.llm.latency_seconds = HANG_SECONDS
     first = start_worker("first", **HANGING_STAGE_ENV)
@@ -137,7 +137,7 @@ def test_a_job_whose_worker_died_once_still_completes(
 
 
 def test_a_prefork_child_killed_at_every_delivery_fails_its_job_at_the_limit(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     # The parent requeues a lost child's message at once (reject on worker lost),
     # so the count, not the visibility timeout, is all that stops it. Two
@@ -155,14 +155,14 @@ def test_a_prefork_child_killed_at_every_delivery_fails_its_job_at_the_limit(
     for delivery in (1, 2):
         calls_before = chat_requests(fresh_stack)
         # The child runs the stage once its LLM calls are out (received is the parent's word).
-        wait_until(
+        eventually(
             lambda d=delivery, n=calls_before: (
                 summaries_received(worker) >= d and chat_requests(fresh_stack) > n
             ),
             timeout=30,
             what=f"summarize delivery {delivery} calling the LLM",
         )
-        [child] = child_pids(worker.pid)
+        [child] = worker.pool_pids()
         os.kill(child, signal.SIGKILL)
     outcomes = wait_for_jobs(fresh_stack.redis_url, [job], timeout=30)
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from tasks.summarizer import SYSTEM_PROMPT
-from tests.failure.conftest import Stack, WorkerFactory
 from tests.failure.tally import FaultRow, JobOutcomes, wait_for_jobs
 from tests.support import Fault, RecordedRequest
 from tests.support.fake_arxiv import CorpusPaper, FakeArxivServer
 from tests.support.fake_openai import summarise
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ TRANSIENT = (
 )
 
 
-def chat_requests(stack: Stack) -> list[RecordedRequest]:
+def chat_requests(stack: LocalStack) -> list[RecordedRequest]:
     return [r for r in stack.llm.requests if r.path.endswith("/chat/completions")]
 
 
@@ -67,7 +67,7 @@ def assert_summaries_say_where_they_came_from(outcomes: JobOutcomes) -> None:
 
 
 def test_transient_llm_faults_are_retried_and_provenance_says_so(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     start_worker()
     jobs, metas = [], {}
@@ -95,7 +95,7 @@ def test_transient_llm_faults_are_retried_and_provenance_says_so(
 
 
 def test_an_llm_failing_every_attempt_gives_flagged_extractive_summaries(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     start_worker()
     fresh_stack.llm.inject(
@@ -130,7 +130,7 @@ POISONED = CorpusPaper(
 
 
 def test_instructions_in_an_abstract_travel_as_data_and_change_nothing(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     with FakeArxivServer([POISONED]) as arxiv:
         start_worker(ARXIV_API_URL=arxiv.url)

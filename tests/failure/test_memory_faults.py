@@ -17,8 +17,8 @@ import redis
 from qdrant_client import QdrantClient
 
 from tasks.constants import PENDING_STORE_KEY
-from tests.failure.conftest import Stack, WorkerFactory
 from tests.failure.tally import FaultRow, JobOutcomes, stored_duplicates, wait_for_jobs
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 from worker.local_redis import free_port
 
@@ -41,7 +41,7 @@ def paper_ids(outcomes: JobOutcomes, job: str) -> set[str]:
 def test_papers_stored_while_qdrant_is_away_are_written_when_it_returns(
     start_worker: WorkerFactory,
     client: ResearchClient,
-    fresh_stack: Stack,
+    fresh_stack: LocalStack,
     tmp_path: Path,
     record_fault,
 ) -> None:

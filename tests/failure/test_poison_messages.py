@@ -21,9 +21,10 @@ import redis
 from kombu import Connection, Producer
 
 from tasks.constants import QUEUE, TASK_EXECUTE
-from tests.failure.conftest import VISIBILITY_TIMEOUT, Stack, WorkerFactory
-from tests.failure.polling import wait_until
+from tests.failure.conftest import VISIBILITY_TIMEOUT
 from tests.failure.tally import FaultRow, JobOutcomes, log_events, wait_for_jobs
+from tests.support.polling import eventually
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -93,7 +94,7 @@ def marker_lines(events: list[dict[str, Any]], marker: str) -> int:
 
 
 def test_poison_messages_are_refused_once_and_the_worker_keeps_consuming(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     worker = start_worker()
     broker = redis.Redis.from_url(fresh_stack.redis_url)
@@ -108,10 +109,10 @@ def test_poison_messages_are_refused_once_and_the_worker_keeps_consuming(
                 content_encoding="binary" if "python" in content_type else "utf-8",
                 headers=headers,
             )
-    wait_until(
+    eventually(
         lambda: broker.llen(QUEUE) == 0 and broker.hlen("unacked") == 0,
-        10,
-        "every poison message taken off the queue",
+        timeout=10,
+        what="every poison message taken off the queue",
     )
     # Long enough for anything left unacknowledged to come back, and be seen again.
     time.sleep(VISIBILITY_TIMEOUT + 2)

@@ -14,10 +14,10 @@ import time
 import pytest
 import redis
 
-from tests.failure.conftest import VISIBILITY_TIMEOUT, Stack, WorkerFactory
-from tests.failure.polling import wait_for_stage, wait_until
+from tests.failure.conftest import VISIBILITY_TIMEOUT
 from tests.failure.tally import FaultRow, log_events, stage_runs, wait_for_jobs
-from tests.support.worker_process import WorkerProcess
+from tests.support.polling import eventually, wait_for_stage
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 from worker.local_redis import RedisServer, free_port
 
@@ -33,7 +33,7 @@ def redis_options() -> dict[str, object]:
 
 
 def test_a_redis_restart_under_running_jobs_loses_none(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     worker = start_worker()
     fresh_stack.llm.latency_seconds = 1.5
@@ -58,10 +58,10 @@ def test_a_redis_restart_under_running_jobs_loses_none(
     # A message whose acknowledgement was lost comes back after the visibility
     # timeout: wait for the queue to drain, so any re-run is counted.
     broker = redis.Redis.from_url(fresh_stack.redis_url)
-    wait_until(
+    eventually(
         lambda: broker.llen("research") == 0 and broker.hlen("unacked") == 0,
-        VISIBILITY_TIMEOUT + 10,
-        "an empty queue and no unacknowledged message",
+        timeout=VISIBILITY_TIMEOUT + 10,
+        what="an empty queue and no unacknowledged message",
     )
     broker.close()
     worker.stop()
@@ -85,19 +85,17 @@ def test_a_redis_restart_under_running_jobs_loses_none(
 
 
 def test_a_worker_started_before_redis_waits_and_then_consumes(
-    fresh_stack: Stack, client: ResearchClient, tmp_path, record_fault
+    fresh_stack: LocalStack, client: ResearchClient, tmp_path, record_fault
 ) -> None:
     late_redis = RedisServer(data_dir=tmp_path / "late-redis", port=free_port())
-    worker = WorkerProcess(
-        env=fresh_stack.env(REDIS_URL=late_redis.url, DATA_DIR=str(tmp_path / "data")),
-        log_path=tmp_path / "early-worker.log",
-        hostname="early@%h",
-    )
+    worker = fresh_stack.worker("early", REDIS_URL=late_redis.url)
     # start() returns once the worker is ready, which it cannot be before Redis is.
     starting = threading.Thread(target=worker.start, kwargs={"ready_timeout": 60})
     starting.start()
     try:
-        wait_until(lambda: "Cannot connect to" in worker.log_text(), 30, "a connection error")
+        eventually(
+            lambda: "Cannot connect to" in worker.log_text(), timeout=30, what="a connection error"
+        )
         assert worker.process is not None and worker.process.poll() is None
         late_redis.start()
         redis_up_at = time.monotonic()

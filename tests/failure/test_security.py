@@ -21,12 +21,11 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.failure.conftest import Stack
-from tests.failure.polling import wait_until
 from tests.failure.tally import RESULT_KEY, wait_for_jobs
 from tests.support import Fault
-from tests.support.worker_process import WorkerProcess
-from tests.support_tests.test_local_redis import make_tls_files
+from tests.support.polling import eventually
+from tests.support.stack import LocalStack
+from tests.support.tls import make_tls_files, start_tls_server
 from worker.client import ResearchClient, celery_client
 from worker.local_redis import RedisServer
 
@@ -56,21 +55,9 @@ class TaskEvents:
         self._connection.release()
 
 
-def start_worker(stack: Stack, redis_url: str, directory: Path, **env: str) -> WorkerProcess:
-    worker = WorkerProcess(
-        env=stack.env(
-            REDIS_URL=redis_url, OPENAI_API_KEY=API_KEY, DATA_DIR=str(directory / "data"), **env
-        ),
-        log_path=directory / "worker.log",
-        hostname="secure@%h",
-    )
-    worker.start()
-    return worker
-
-
-def run_jobs_and_collect(stack: Stack, redis_url: str, directory: Path) -> tuple[str, list[str]]:
+def run_jobs_and_collect(stack: LocalStack, redis_url: str) -> tuple[str, list[str]]:
     """A good job, an invalid one and one whose LLM fails; returns what could leak, and ids."""
-    worker = start_worker(stack, redis_url, directory)
+    worker = stack.start_worker("secure", REDIS_URL=redis_url, OPENAI_API_KEY=API_KEY)
     client = ResearchClient.from_url(redis_url)
     try:
         with TaskEvents(client.app) as recorded:
@@ -80,7 +67,7 @@ def run_jobs_and_collect(stack: Stack, redis_url: str, directory: Path) -> tuple
             stack.llm.inject(*[Fault.status(401, endpoint="chat/completions")] * 2)
             degraded = client.submit({"query": "protein structure prediction", "max_papers": 2})
             outcomes = wait_for_jobs(redis_url, [good, bad, degraded], timeout=30)
-            wait_until(lambda: len(recorded.events) > 10, 10, "task events")
+            eventually(lambda: len(recorded.events) > 10, timeout=10, what="task events")
     finally:
         client.close()
         worker.stop()
@@ -106,17 +93,17 @@ def assert_no_secret(exposed: str, *secrets: str) -> None:
 
 
 def test_redis_with_a_password_works_and_no_secret_shows(
-    fresh_stack: Stack, tmp_path: Path
+    fresh_stack: LocalStack, tmp_path: Path
 ) -> None:
     with RedisServer(data_dir=tmp_path / "redis", password=PASSWORD) as server:
-        exposed, _ = run_jobs_and_collect(fresh_stack, server.url, tmp_path)
+        exposed, _ = run_jobs_and_collect(fresh_stack, server.url)
 
     assert_no_secret(exposed, API_KEY, PASSWORD)
     assert "***" in exposed  # the broker URL is logged, masked
 
 
 def test_redis_with_an_acl_user_works_and_no_secret_shows(
-    fresh_stack: Stack, tmp_path: Path
+    fresh_stack: LocalStack, tmp_path: Path
 ) -> None:
     with RedisServer(data_dir=tmp_path / "redis", password=PASSWORD) as server:
         with redis.Redis.from_url(server.url) as admin:
@@ -129,7 +116,7 @@ def test_redis_with_an_acl_user_works_and_no_secret_shows(
                 commands=["+@all"],
             )
         url = f"redis://{USER}:{USER_PASSWORD}@127.0.0.1:{server.port}/0"
-        exposed, _ = run_jobs_and_collect(fresh_stack, url, tmp_path)
+        exposed, _ = run_jobs_and_collect(fresh_stack, url)
 
     assert_no_secret(exposed, API_KEY, PASSWORD, USER_PASSWORD)
 
@@ -138,23 +125,18 @@ def test_redis_with_an_acl_user_works_and_no_secret_shows(
 def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
     tls = make_tls_files(tmp_path)
     server = RedisServer(data_dir=tmp_path / "redis", password=PASSWORD, tls=tls)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if "tls" in str(exc).lower():
-            pytest.skip(f"this redis-server has no TLS support: {exc}")
-        raise
+    start_tls_server(server)
     yield server
     server.stop()
 
 
 def test_a_rediss_url_verifies_the_certificate_for_broker_backend_and_clients(
-    fresh_stack: Stack, tls_redis: RedisServer, tmp_path: Path
+    fresh_stack: LocalStack, tls_redis: RedisServer, tmp_path: Path
 ) -> None:
     url = tls_redis.url
     assert url.startswith("rediss://") and "ssl_cert_reqs=required" in url
 
-    exposed, _ = run_jobs_and_collect(fresh_stack, url, tmp_path / "trusted")
+    exposed, _ = run_jobs_and_collect(fresh_stack, url)
 
     assert_no_secret(exposed, API_KEY, PASSWORD)
     # A worker that does not trust the server's certificate never connects.
@@ -164,11 +146,7 @@ def test_a_rediss_url_verifies_the_certificate_for_broker_backend_and_clients(
     trusted_ca, untrusted_ca = (quote_plus(str(tls.ca_file)) for tls in (tls_redis.tls, other_ca))
     assert trusted_ca in url
     untrusted_url = url.replace(trusted_ca, untrusted_ca)
-    untrusting = WorkerProcess(
-        env=fresh_stack.env(REDIS_URL=untrusted_url, DATA_DIR=str(tmp_path / "untrusting")),
-        log_path=tmp_path / "untrusting.log",
-        hostname="untrusting@%h",
-    )
+    untrusting = fresh_stack.worker("untrusting", REDIS_URL=untrusted_url)
 
     def start_and_never_be_ready() -> None:
         # start() waits for a readiness that never comes, until stopped.
@@ -178,10 +156,10 @@ def test_a_rediss_url_verifies_the_certificate_for_broker_backend_and_clients(
     starting = threading.Thread(target=start_and_never_be_ready)
     starting.start()
     try:
-        wait_until(
+        eventually(
             lambda: "certificate verify failed" in untrusting.log_text(),
-            20,
-            "a refused certificate",
+            timeout=20,
+            what="a refused certificate",
         )
         assert " ready." not in untrusting.log_text()
     finally:

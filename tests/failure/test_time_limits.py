@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from tests.failure.conftest import Stack, WorkerFactory
 from tests.failure.tally import FaultRow, JobOutcomes, wait_for_jobs
 from tests.support import Fault
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,9 @@ LIMITED = {
 HANG = 5.0
 
 
-def run_one(client: ResearchClient, stack: Stack, query: str) -> tuple[str, JobOutcomes, float]:
+def run_one(
+    client: ResearchClient, stack: LocalStack, query: str
+) -> tuple[str, JobOutcomes, float]:
     started = time.monotonic()
     job = client.submit({"query": query, "max_papers": 2})
     outcomes = wait_for_jobs(stack.redis_url, [job], timeout=30)
@@ -44,7 +46,7 @@ def test_an_llm_hanging_past_the_soft_limit_degrades_to_extractive_summaries(
     pool: str,
     start_worker: WorkerFactory,
     client: ResearchClient,
-    fresh_stack: Stack,
+    fresh_stack: LocalStack,
     record_fault,
 ) -> None:
     start_worker(pool, pool=pool, concurrency=1, **LIMITED)
@@ -73,7 +75,7 @@ def test_an_llm_hanging_past_the_soft_limit_degrades_to_extractive_summaries(
 
 
 def test_arxiv_hanging_past_the_soft_limit_fails_the_job_clearly(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     start_worker(concurrency=1, **LIMITED)
     fresh_stack.arxiv.inject(Fault.hang(HANG))

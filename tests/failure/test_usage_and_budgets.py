@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.research import ResearchResponse
-from tests.failure.conftest import Stack, WorkerFactory
 from tests.failure.tally import FaultRow, wait_for_jobs
 from tests.support import Fault, RecordedRequest
+from tests.support.stack import LocalStack, WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -25,11 +25,11 @@ CHAT = "chat/completions"
 QUERY = "graph neural networks for molecules"
 
 
-def chat_requests(stack: Stack) -> list[RecordedRequest]:
+def chat_requests(stack: LocalStack) -> list[RecordedRequest]:
     return [r for r in stack.llm.requests if r.path.endswith("/chat/completions")]
 
 
-def reported_tokens(stack: Stack) -> tuple[int, int]:
+def reported_tokens(stack: LocalStack) -> tuple[int, int]:
     usage = stack.llm.reported_usage
     return (
         sum(u["prompt_tokens"] for u in usage),
@@ -42,7 +42,7 @@ def methods(response: ResearchResponse) -> list[str]:
 
 
 def test_the_ledger_holds_what_the_apis_reported_and_a_cached_repeat_spends_nothing(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     start_worker()
     request = {"query": QUERY, "max_papers": 4}
@@ -74,7 +74,7 @@ def test_the_ledger_holds_what_the_apis_reported_and_a_cached_repeat_spends_noth
 
 
 def test_a_job_retried_after_a_429_counts_each_call_once(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     start_worker()
     fresh_stack.llm.inject(Fault.rate_limited(retry_after=0.2, endpoint=CHAT))
@@ -102,7 +102,7 @@ def test_a_job_retried_after_a_429_counts_each_call_once(
 
 
 def test_a_call_budget_of_two_gives_the_two_best_papers_llm_summaries(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     start_worker()
 
@@ -123,7 +123,7 @@ def test_a_call_budget_of_two_gives_the_two_best_papers_llm_summaries(
 
 
 def test_a_token_budget_stops_further_calls_once_spent(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     start_worker(SUMMARY_CONCURRENCY="1")
 
@@ -141,7 +141,7 @@ def test_a_token_budget_stops_further_calls_once_spent(
 
 
 def test_the_operators_ceiling_is_overshot_by_at_most_the_calls_in_flight(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack
 ) -> None:
     # Two calls in flight at once, a ceiling of one token: both are sent before
     # either answers, and none after.

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.failure.conftest import VISIBILITY_TIMEOUT, Stack, WorkerFactory
-from tests.failure.polling import child_pids, wait_for_stage, wait_until
+from tests.failure.conftest import VISIBILITY_TIMEOUT
 from tests.failure.tally import FaultRow, log_events, reruns, stored_duplicates, wait_for_jobs
+from tests.support.polling import eventually, wait_for_stage
+from tests.support.stack import LocalStack, WorkerFactory
 from tests.support.worker_process import WorkerProcess
 from worker.client import ResearchClient
 
@@ -55,7 +56,7 @@ def summaries_received(worker: WorkerProcess) -> int:
 
 
 def test_kill_9_of_a_worker_mid_job_loses_nothing(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     victim = start_worker("victim", concurrency=3)
     survivor = start_worker("survivor", concurrency=3)
@@ -90,7 +91,7 @@ def test_kill_9_of_a_worker_mid_job_loses_nothing(
 
 
 def test_kill_9_of_a_prefork_pool_child_requeues_its_job_at_once(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     # Two children cannot share one embedded Qdrant: memory is a server's job
     # under prefork, and here there is none (jobs degrade, they are not lost).
@@ -104,7 +105,7 @@ def test_kill_9_of_a_prefork_pool_child_requeues_its_job_at_once(
     fresh_stack.llm.latency_seconds = 1.5
     jobs = submit(client, 2)
     wait_for_stage(client, jobs, "summarize")
-    children = child_pids(worker.pid)
+    children = worker.pool_pids()
     assert len(children) == 2, children
 
     os.kill(children[0], signal.SIGKILL)
@@ -131,7 +132,7 @@ def test_kill_9_of_a_prefork_pool_child_requeues_its_job_at_once(
 
 
 def test_sigterm_mid_job_gives_the_message_back_at_once(
-    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: Stack, record_fault
+    start_worker: WorkerFactory, client: ResearchClient, fresh_stack: LocalStack, record_fault
 ) -> None:
     # As in the image: SIGTERM starts a cold shutdown after the soft-shutdown window (1 s).
     leaving = start_worker(
@@ -146,11 +147,11 @@ def test_sigterm_mid_job_gives_the_message_back_at_once(
 
     broker = redis.Redis.from_url(fresh_stack.redis_url)
     leaving.send_signal(signal.SIGTERM)
-    requeue_seconds = wait_until(
+    requeue_seconds = eventually(
         lambda: broker.llen("research") == len(jobs) and broker.hlen("unacked") == 0,
         timeout=LONG_VISIBILITY_TIMEOUT / 2,
         what="the interrupted stages back in the queue",
-    )
+    ).seconds
     fresh_stack.llm.latency_seconds = 0.0
     assert leaving.process is not None
     leaving.process.wait(timeout=15)

@@ -1,109 +1,47 @@
-"""A real stack per test module: a private Redis, local arXiv and OpenAI servers, real workers."""
+"""A real stack per test module (the `stack` fixture of tests/conftest.py): a private Redis,
+local arXiv and OpenAI servers, and real workers, running until the module's end.
+
+A module may override `arxiv_corpus` (the fake arXiv's papers) and
+`worker_settings` (what every worker is configured with; quick retries by default).
+"""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.fake_openai import FakeOpenAIServer
-from tests.support.worker_process import WorkerProcess
-from worker.client import ResearchClient
-from worker.local_redis import RedisServer
+from tests.support.stack import LocalStack, WorkerFactory
 
 pytestmark = pytest.mark.integration
 
-LLM_MODEL = "fake-summarizer-1"
-
-
-@pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stack")
-
-
-@pytest.fixture(scope="module")
-def stack_redis(module_dir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(data_dir=module_dir / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def arxiv_server() -> Iterator[FakeArxivServer]:
-    with FakeArxivServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as server:
-        yield server
-
 
 @pytest.fixture(autouse=True)
-def _reset_fakes(request: pytest.FixtureRequest) -> None:
-    # Module-scoped servers start each test with no recorded requests, no faults, no latency.
-    for name in ("arxiv_server", "llm_server"):
-        if name in request.fixturenames:
-            server = request.getfixturevalue(name)
-            server.clear()
-            server.latency_seconds = 0.0
-
-
-WorkerFactory = Callable[..., WorkerProcess]
+def _clear_fakes(request: pytest.FixtureRequest) -> None:
+    # The module's fakes start each test with no recorded requests, no faults, no latency.
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("stack").clear_fakes()
 
 
 @pytest.fixture(scope="module")
-def worker_env(
-    stack_redis: RedisServer,
-    arxiv_server: FakeArxivServer,
-    llm_server: FakeOpenAIServer,
-    module_dir: Path,
-) -> dict[str, str]:
-    return {
-        "REDIS_URL": stack_redis.url,
-        "DATA_DIR": str(module_dir / "data"),
-        "ARXIV_API_URL": arxiv_server.url,
-        "ARXIV_MIN_INTERVAL_SECONDS": "0",
-        "OPENAI_BASE_URL": llm_server.base_url,
-        "OPENAI_API_KEY": "sk-test-not-a-real-key",
-        "LLM_MODEL": LLM_MODEL,
-        "RETRY_BACKOFF_SECONDS": "0.05",
-        "RETRY_BACKOFF_MAX_SECONDS": "0.5",
-        "ARXIV_TIMEOUT_SECONDS": "2",
-        "LLM_TIMEOUT_SECONDS": "2",
-        "LOG_LEVEL": "INFO",
-    }
+def arxiv_server(stack: LocalStack) -> FakeArxivServer:
+    return stack.arxiv
 
 
 @pytest.fixture(scope="module")
-def start_worker(worker_env: dict[str, str], module_dir: Path) -> Iterator[WorkerFactory]:
-    """Start a worker with the module's environment plus overrides; all are stopped at the end."""
-    started: list[WorkerProcess] = []
-    numbers = itertools.count(1)
-
-    def start(**overrides: str) -> WorkerProcess:
-        number = next(numbers)
-        worker = WorkerProcess(
-            env={**worker_env, **overrides},
-            log_path=module_dir / f"worker-{number}.log",
-            hostname=f"research-test-{number}@%h",
-        )
-        worker.start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+def llm_server(stack: LocalStack) -> FakeOpenAIServer:
+    return stack.llm
 
 
 @pytest.fixture(scope="module")
-def client(stack_redis: RedisServer) -> Iterator[ResearchClient]:
-    research = ResearchClient.from_url(stack_redis.url)
-    yield research
-    research.close()
+def worker_env(stack: LocalStack, module_dir: Path) -> dict[str, str]:
+    """The module's worker environment, for processes other than workers (Flower, the sidecar)."""
+    return stack.env(DATA_DIR=str(module_dir / "data"))
+
+
+@pytest.fixture(scope="module")
+def start_worker(stack: LocalStack) -> WorkerFactory:
+    """Start a worker on the module's stack; it runs until the module's end."""
+    return stack.start_worker

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,26 +21,10 @@ from qdrant_client import QdrantClient
 
 from tasks.corpus_ingest import SnapshotFilter, checkpoint_path, load_checkpoint
 from tests.support.snapshot_lines import snapshot_line, write_snapshot
-from tests.support.worker_process import REPO_ROOT, WorkerProcess
-from worker.local_redis import RedisServer
+from tests.support.stack import Stack
+from tests.support.worker_process import REPO_ROOT, run_cli
 
 pytestmark = pytest.mark.integration
-
-
-def cli(env: dict[str, str], *args: str) -> list[str]:
-    return [sys.executable, "-m", "worker.cli", "corpus", *args]
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli(env, *args),
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def stored_ids(path: Path) -> list[str]:
@@ -79,8 +62,9 @@ def test_an_ingest_killed_mid_way_resumes_with_the_same_count_and_no_duplicate(
     snapshot = write_snapshot(tmp_path / "snapshot.jsonl.gz", many_lines(total))
     env = {"QDRANT_PATH": str(tmp_path / "qdrant"), "DATA_DIR": str(tmp_path / "data")}
     checkpoints = tmp_path / "data" / "ingest"
+    ingest = ["corpus", "ingest", str(snapshot), "--chunk-lines", "100"]
     process = subprocess.Popen(
-        cli(env, "ingest", str(snapshot), "--chunk-lines", "100"),
+        [sys.executable, "-m", "worker.cli", *ingest],
         cwd=REPO_ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
@@ -98,7 +82,7 @@ def test_an_ingest_killed_mid_way_resumes_with_the_same_count_and_no_duplicate(
     killed_at = load_checkpoint(checkpoints, snapshot, SnapshotFilter()).next_line
     assert 500 < killed_at < total, "the ingest finished before it could be killed"
 
-    resumed = run(env, "ingest", str(snapshot), "--chunk-lines", "100", "--json")
+    resumed = run_cli(*ingest, "--json", env=env)
 
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
@@ -108,47 +92,25 @@ def test_an_ingest_killed_mid_way_resumes_with_the_same_count_and_no_duplicate(
     assert not checkpoint_path(checkpoints, snapshot, SnapshotFilter()).exists()
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(data_dir=tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-def test_an_ingest_via_the_queue_is_shared_by_two_workers(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
+def test_an_ingest_via_the_queue_is_shared_by_two_workers(tmp_path: Path) -> None:
     total = 400
     snapshot = write_snapshot(tmp_path / "snapshot.jsonl", many_lines(total))
-    workers = []
-    try:
+    with Stack(tmp_path, arxiv=None, llm=None) as stack:
         for number in (1, 2):
-            worker = WorkerProcess(
-                env={
-                    "REDIS_URL": redis_server.url,
-                    "QDRANT_PATH": str(tmp_path / f"qdrant-{number}"),
-                    "DATA_DIR": str(tmp_path / f"data-{number}"),
-                },
-                log_path=tmp_path / f"worker-{number}.log",
-                concurrency=1,
-                hostname=f"ingest-{number}@%h",
+            stack.start_worker(
+                "ingest", concurrency=1, QDRANT_PATH=str(tmp_path / f"qdrant-{number}")
             )
-            worker.start()
-            workers.append(worker)
 
-        done = run(
-            {"REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path / "cli")},
+        done = run_cli(
+            "corpus",
             "ingest",
             str(snapshot),
             "--via-queue",
             "--chunk-lines",
             "20",
             "--json",
+            env=stack.env(DATA_DIR=str(tmp_path / "cli")),
         )
-    finally:
-        for worker in workers:
-            worker.stop()
 
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)

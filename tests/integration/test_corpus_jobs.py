@@ -8,19 +8,16 @@ then runs a real worker on that embedded store, the fake arXiv beside it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
 from tests.support import Fault
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.snapshot_lines import snapshot_line, write_snapshot
-from tests.support.worker_process import REPO_ROOT, WorkerProcess
+from tests.support.stack import WorkerFactory
+from tests.support.worker_process import WorkerProcess, run_cli
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration
@@ -66,23 +63,11 @@ CORPUS = [
 ]
 
 
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def corpus_env(module_dir: Path) -> dict[str, str]:
     snapshot = write_snapshot(module_dir / "snapshot.jsonl", CORPUS)
     env = {"QDRANT_PATH": str(module_dir / "corpus-qdrant"), "DATA_DIR": str(module_dir / "data")}
-    done = run_cli(env, "corpus", "ingest", str(snapshot), "--categories", "cs.*", "--json")
+    done = run_cli("corpus", "ingest", str(snapshot), "--categories", "cs.*", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ingested"] == 4
     return env
@@ -196,7 +181,7 @@ def test_a_job_with_the_corpus_alone_never_asks_arxiv(
 
 def test_corpus_status_reports_its_fields(corpus_env: dict[str, str], module_dir: Path) -> None:
     # The worker holds the embedded store: status falls back to the status file.
-    done = run_cli(corpus_env, "corpus", "status", "--json")
+    done = run_cli("corpus", "status", "--json", env=corpus_env)
 
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
@@ -211,7 +196,7 @@ def test_a_worker_of_another_embedding_model_refuses_to_start(
 ) -> None:
     env = {"QDRANT_PATH": str(module_dir / "other-qdrant"), "DATA_DIR": str(module_dir / "other")}
     snapshot = write_snapshot(module_dir / "small.jsonl", CORPUS[:1])
-    assert run_cli(env, "corpus", "ingest", str(snapshot)).returncode == 0
+    assert run_cli("corpus", "ingest", str(snapshot), env=env).returncode == 0
 
     with pytest.raises(RuntimeError, match="worker exited early") as refused:
         start_worker(**env, EMBEDDINGS="openai", EMBEDDING_MODEL="text-embedding-3-small")

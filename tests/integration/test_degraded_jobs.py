@@ -8,8 +8,8 @@ import pytest
 from qdrant_client import QdrantClient
 
 from tasks.paper_index import point_id
-from tests.integration.conftest import WorkerFactory
 from tests.support.fake_openai import FakeOpenAIServer, Fault
+from tests.support.stack import WorkerFactory
 from worker.client import ResearchClient
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
 from tests.support.polling import eventually
+from tests.support.stack import WorkerFactory
 from tests.support.worker_process import REPO_ROOT, WorkerProcess
 from worker.client import JobFailed, ResearchClient
 from worker.flower import FlowerLaunch, flower_launch
@@ -133,9 +133,10 @@ def test_the_worker_is_online(flower: Flower, worker: WorkerProcess) -> None:
         },
         timeout=20,
         what="the worker shows online",
-    )
+    ).value
 
-    assert any(name.startswith("research-test-") for name in online)
+    node = worker.hostname.split("%", 1)[0]  # "worker-1@": Celery fills in the host
+    assert any(name.startswith(node) for name in online)
 
 
 def test_a_finished_jobs_tasks_appear_by_name_with_their_state(
@@ -151,7 +152,7 @@ def test_a_finished_jobs_tasks_appear_by_name_with_their_state(
         tasks = tasks_by_name(flower)
         return tasks if STAGE_TASKS | {"research.execute"} <= set(tasks) else None
 
-    tasks = eventually(all_listed, timeout=20, what="every task of the jobs listed")
+    tasks = eventually(all_listed, timeout=20, what="every task of the jobs listed").value
     assert {name: tasks[name] for name in STAGE_TASKS} == dict.fromkeys(STAGE_TASKS, "SUCCESS")
     # Looked up by id: a successful job's research.execute is replaced by its
     # chain and never ends on its own, so "the last row named research.execute"
@@ -164,7 +165,7 @@ def test_a_finished_jobs_tasks_appear_by_name_with_their_state(
         ),
         timeout=20,
         what="the rejected job shows FAILURE",
-    )
+    ).value
     assert rejected["name"] == "research.execute"
     assert "InvalidRequest" in rejected["exception"]
     status, info = flower.get(f"/api/task/info/{job_id}")

@@ -34,7 +34,7 @@ def stack_env(
     env.update(
         ARXIV_API_URL=arxiv_server.url,
         ARXIV_MIN_INTERVAL_SECONDS="0",
-        OPENAI_BASE_URL=llm_server.base_url,
+        OPENAI_BASE_URL=llm_server.url,
         OPENAI_API_KEY="sk-test",
         LLM_MODEL="fake-model",
         LOG_FORMAT="json",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import WorkerFactory
-from worker.local_redis import RedisServer, find_redis_server
+from tests.support.stack import LocalStack, WorkerFactory
+from worker.local_redis import find_redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +37,11 @@ def run_script(redis_url: str, request: dict[str, object]) -> dict[str, object]:
 
 
 def test_the_documented_redis_cli_message_runs_a_job(
-    start_worker: WorkerFactory, stack_redis: RedisServer
+    start_worker: WorkerFactory, stack: LocalStack
 ) -> None:
     start_worker()
 
-    meta = run_script(stack_redis.url, {"query": "quantum error correction", "max_papers": 2})
+    meta = run_script(stack.redis_url, {"query": "quantum error correction", "max_papers": 2})
 
     assert meta["status"] == "SUCCESS"
     result = meta["result"]
@@ -52,11 +52,11 @@ def test_the_documented_redis_cli_message_runs_a_job(
 
 
 def test_a_bad_request_from_redis_cli_fails_with_invalid_request(
-    start_worker: WorkerFactory, stack_redis: RedisServer
+    start_worker: WorkerFactory, stack: LocalStack
 ) -> None:
     start_worker()
 
-    meta = run_script(stack_redis.url, {"query": "ok query", "max_papers": 99})
+    meta = run_script(stack.redis_url, {"query": "ok query", "max_papers": 99})
 
     assert meta["status"] == "FAILURE"
     assert meta["result"]["exc_type"] == "InvalidRequest"  # type: ignore[index]

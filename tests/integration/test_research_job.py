@@ -8,9 +8,9 @@ from datetime import date
 import pytest
 
 from tasks.query_planner import QUERY_SEPARATOR
-from tests.integration.conftest import LLM_MODEL, WorkerFactory
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.stack import LLM_MODEL, WorkerFactory
 from tests.support.worker_process import WorkerProcess
 from worker.client import JobFailed, ResearchClient
 

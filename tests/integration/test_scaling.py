@@ -12,26 +12,26 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 
 import pytest
 import redis
 
 from tasks.constants import QUEUE
 from tests.deploy.scale_out import (
+    SCALE_OUT_SETTINGS,
     ScaleOutRun,
     WorkerFleet,
     format_table,
     job_requests,
     run_jobs,
-    scale_corpus_server,
-    worker_environment,
+    scale_corpus,
 )
-from tests.support.fake_arxiv import FakeArxivServer
+from tests.support.arxiv_corpus import CorpusPaper
 from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.polling import wait_for_stage
+from tests.support.stack import LocalStack
 from worker.client import ResearchClient
-from worker.local_redis import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -43,23 +43,14 @@ VISIBILITY_TIMEOUT_SECONDS = 300
 
 
 @pytest.fixture(scope="module")
-def corpus_arxiv() -> Iterator[FakeArxivServer]:
-    with scale_corpus_server() as server:
-        yield server
+def arxiv_corpus() -> tuple[CorpusPaper, ...]:
+    return scale_corpus()
 
 
 @pytest.fixture(scope="module")
-def slow_llm() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def fleet_env(
-    stack_redis: RedisServer, corpus_arxiv: FakeArxivServer, slow_llm: FakeOpenAIServer
-) -> dict[str, str]:
+def worker_settings() -> Mapping[str, str]:
     return {
-        **worker_environment(stack_redis.url, corpus_arxiv, slow_llm),
+        **SCALE_OUT_SETTINGS,
         "BROKER_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_TIMEOUT_SECONDS),
         "TASK_SOFT_TIME_LIMIT_SECONDS": "100",
         "TASK_TIME_LIMIT_SECONDS": "120",
@@ -70,22 +61,22 @@ def fleet_env(
 
 
 @pytest.fixture
-def fleet(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[WorkerFleet]:
-    workers = WorkerFleet(env=fleet_env, directory=tmp_path)
+def fleet(stack: LocalStack) -> Iterator[WorkerFleet]:
+    workers = WorkerFleet(stack)
     yield workers
     workers.stop()
 
 
 def test_one_two_and_four_workers_share_the_jobs_and_all_succeed(
-    fleet: WorkerFleet, client: ResearchClient, slow_llm: FakeOpenAIServer
+    fleet: WorkerFleet, client: ResearchClient, llm_server: FakeOpenAIServer
 ) -> None:
-    slow_llm.latency_seconds = 0.5
+    llm_server.latency_seconds = 0.5
     runs: list[ScaleOutRun] = []
 
     for index, count in enumerate((1, 2, 4)):
         fleet.grow_to(count)
         requests = job_requests(index * JOBS_PER_RUN, JOBS_PER_RUN, MAX_PAPERS)
-        runs.append(run_jobs(fleet, client, requests, slow_llm, timeout=90))
+        runs.append(run_jobs(fleet, client, requests, llm_server, timeout=90))
 
     print("\n" + format_table(runs))
     for run in runs:
@@ -100,18 +91,15 @@ def test_one_two_and_four_workers_share_the_jobs_and_all_succeed(
 def test_sigterm_mid_job_hands_the_job_to_another_worker_without_waiting_for_the_timeout(
     fleet: WorkerFleet,
     client: ResearchClient,
-    slow_llm: FakeOpenAIServer,
-    stack_redis: RedisServer,
+    llm_server: FakeOpenAIServer,
+    stack: LocalStack,
 ) -> None:
     # Given two workers, and a job whose summaries take 3 s each.
-    slow_llm.latency_seconds = 3.0
+    llm_server.latency_seconds = 3.0
     first, second = fleet.grow_to(2)
     (request,) = job_requests(3 * JOBS_PER_RUN, 1, MAX_PAPERS)
     job_id = client.submit(request)
-    deadline = time.monotonic() + 30
-    while client.status(job_id).stage != "summarize" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert client.status(job_id).stage == "summarize"
+    wait_for_stage(client, [job_id], "summarize", timeout=30)
     time.sleep(0.5)  # the LLM calls are under way
     busy, idle = (first, second) if "research.summarize[" in first.log_text() else (second, first)
     assert "research.summarize[" in busy.log_text()
@@ -138,6 +126,6 @@ def test_sigterm_mid_job_hands_the_job_to_another_worker_without_waiting_for_the
     assert finished_after < VISIBILITY_TIMEOUT_SECONDS / 5
     assert "Restoring 1 unacknowledged message(s)" in busy.log_text()
     # Nothing is left behind: no message waiting, none held by a dead worker.
-    with redis.Redis.from_url(stack_redis.url) as broker:
+    with redis.Redis.from_url(stack.redis_url) as broker:
         assert broker.llen(QUEUE) == 0
         assert broker.hlen("unacked") == 0

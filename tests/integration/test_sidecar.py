@@ -27,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks.rate_gate import ArxivRateGate
 from tests.support.fake_arxiv import FakeArxivServer
 from tests.support.polling import eventually
-from tests.support.worker_process import REPO_ROOT, WorkerProcess
+from tests.support.stack import LocalStack, WorkerFactory
+from tests.support.worker_process import REPO_ROOT, WorkerProcess, run_cli
 from worker.client import ResearchClient
-from worker.local_redis import RedisServer, free_port
+from worker.local_redis import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +53,9 @@ def sidecar_env(worker_env: dict[str, str], module_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def worker(sidecar_env: dict[str, str], module_dir: Path) -> Iterator[WorkerProcess]:
+def worker(start_worker: WorkerFactory, sidecar_env: dict[str, str]) -> Iterator[WorkerProcess]:
     # prefork: metrics are then recorded in a child process, not in the one that started.
-    process = WorkerProcess(
-        env=sidecar_env, log_path=module_dir / "prefork-worker.log", pool="prefork", concurrency=1
-    )
-    process.start()
+    process = start_worker("prefork", pool="prefork", concurrency=1, **sidecar_env)
     yield process
     process.send_signal(signal.SIGCONT)  # in case a test failed while it was frozen
     process.stop()
@@ -115,11 +113,7 @@ def scrape(sidecar: str) -> str:
 
 
 def check_command(env: dict[str, str]) -> int:
-    command = [sys.executable, "-m", "worker.cli", "check"]
-    completed = subprocess.run(
-        command, cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, timeout=60
-    )
-    return completed.returncode
+    return run_cli("check", env=env, timeout=60).returncode
 
 
 def test_a_healthy_worker_is_alive_ready_healthy_and_described(
@@ -186,13 +180,13 @@ def test_the_queue_depth_counts_a_message_in_flight(
 
 
 def test_probes_never_call_arxiv_and_read_the_gates_cooldown_from_redis(
-    stack_redis: RedisServer, sidecar: str, arxiv_server: FakeArxivServer
+    stack: LocalStack, sidecar: str, arxiv_server: FakeArxivServer
 ) -> None:
     for _ in range(3):
         for path in ENDPOINTS:
             assert get(f"{sidecar}{path}")[0] == 200
     # A search elsewhere took the gate's next slot: the next one is 3 s away.
-    with redis.Redis.from_url(stack_redis.url) as shared:
+    with redis.Redis.from_url(stack.redis_url) as shared:
         ArxivRateGate(shared, min_interval_seconds=3).reserve()
 
     _, health = get(f"{sidecar}/health")
@@ -232,9 +226,9 @@ def test_a_frozen_worker_is_dead_until_it_thaws(
 
 
 def test_a_broker_outage_makes_the_worker_unready_but_never_dead(
-    stack_redis: RedisServer, sidecar: str, arxiv_server: FakeArxivServer
+    stack: LocalStack, sidecar: str, arxiv_server: FakeArxivServer
 ) -> None:
-    stack_redis.stop()
+    stack.redis.stop()
     try:
         eventually(lambda: get(f"{sidecar}/readyz")[0] == 503, timeout=5, what="/readyz fails")
         # Longer than the heartbeat's TTL: the worker keeps beating without a broker.
@@ -255,7 +249,7 @@ def test_a_broker_outage_makes_the_worker_unready_but_never_dead(
         assert metric(text, "celery_worker_up") == 1
         assert metric(text, "celery_queue_length") is None  # unknown, not zero
     finally:
-        stack_redis.start()
+        stack.redis.start()
 
     eventually(
         lambda: get(f"{sidecar}/readyz")[0] == 200,

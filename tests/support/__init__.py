@@ -30,8 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
 
 FaultKind = Literal[
@@ -187,6 +186,11 @@ class FakeHTTPServer(ABC):
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The URL the client under test is pointed at (ARXIV_API_URL, OPENAI_BASE_URL)."""
+
     @abstractmethod
     def respond(self, request: RecordedRequest, fault: Fault | None) -> Reply:
         """The answer to `request`, shaped by `fault` when it is a service-specific one."""
@@ -224,12 +228,7 @@ class FakeHTTPServer(ABC):
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     @property
@@ -399,24 +398,23 @@ def _reset_connection(handler: BaseHTTPRequestHandler) -> None:
     handler.connection.close()
 
 
-ServerT = TypeVar("ServerT", bound=FakeHTTPServer)
+def serve_command_line(
+    server_class: Callable[..., FakeHTTPServer], description: str, argv: Sequence[str] | None
+) -> None:
+    """A fake's command line: `--host`, `--port` and `--latency`, then serve until signalled.
 
-
-def parse_serve_arguments(description: str, argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse `--host`, `--port` and `--latency`, the options of every fake's command line."""
+    Prints the server's URL first, and serves until SIGINT or SIGTERM.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    return parser.parse_args(argv)
-
-
-def serve_until_signalled(server: ServerT, describe: Callable[[ServerT], str]) -> None:
-    """Start `server`, print `describe(server)` (its URL) and serve until SIGINT or SIGTERM."""
+    args = parser.parse_args(argv)
+    server = server_class(latency_seconds=args.latency, host=args.host, port=args.port)
     signals = {signal.SIGINT, signal.SIGTERM}
     # Blocked before the server's threads start, so they inherit the mask and
     # only the main thread takes the signal, in sigwait.
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     with server:
-        print(describe(server), flush=True)
+        print(server.url, flush=True)
         signal.sigwait(signals)

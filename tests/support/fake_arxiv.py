@@ -41,9 +41,8 @@ from tests.support import (
     Fault,
     RecordedRequest,
     Reply,
-    parse_serve_arguments,
     retry_after_header,
-    serve_until_signalled,
+    serve_command_line,
 )
 from tests.support.arxiv_corpus import CorpusPaper, default_corpus
 
@@ -517,9 +516,7 @@ def _evaluate(node: _Node, indexed: _IndexedPaper) -> tuple[bool, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the default corpus until SIGINT or SIGTERM, printing the query URL first."""
-    args = parse_serve_arguments("A local arXiv API over a synthetic corpus.", argv)
-    server = FakeArxivServer(latency_seconds=args.latency, host=args.host, port=args.port)
-    serve_until_signalled(server, lambda s: s.url)
+    serve_command_line(FakeArxivServer, "A local arXiv API over a synthetic corpus.", argv)
 
 
 if __name__ == "__main__":

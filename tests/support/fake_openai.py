@@ -41,9 +41,8 @@ from tests.support import (
     Fault,
     RecordedRequest,
     Reply,
-    parse_serve_arguments,
     retry_after_header,
-    serve_until_signalled,
+    serve_command_line,
 )
 
 __all__ = ["FakeOpenAIServer", "Fault", "embedding_of", "paper_text", "summarise"]
@@ -63,7 +62,7 @@ _ERRORS = {
 
 
 class FakeOpenAIServer(FakeHTTPServer):
-    """The OpenAI API on a loopback port; point the SDK's `base_url` at `base_url`."""
+    """The OpenAI API on a loopback port; point the SDK's `base_url` at `url`."""
 
     supported_faults = frozenset({"status", "hang", "reset", "truncated", "malformed", "content"})
 
@@ -90,8 +89,8 @@ class FakeOpenAIServer(FakeHTTPServer):
             self._reported_usage.clear()
 
     @property
-    def base_url(self) -> str:
-        """e.g. http://127.0.0.1:PORT/v1 (OPENAI_BASE_URL)."""
+    def url(self) -> str:
+        """The SDK's base URL, e.g. http://127.0.0.1:PORT/v1 (OPENAI_BASE_URL)."""
         return f"http://{self.host}:{self.port}/v1"
 
     def respond(self, request: RecordedRequest, fault: Fault | None) -> Reply:
@@ -332,9 +331,9 @@ def _count_tokens(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, printing the base URL first."""
-    args = parse_serve_arguments("A local OpenAI-compatible API with deterministic answers.", argv)
-    server = FakeOpenAIServer(latency_seconds=args.latency, host=args.host, port=args.port)
-    serve_until_signalled(server, lambda s: s.base_url)
+    serve_command_line(
+        FakeOpenAIServer, "A local OpenAI-compatible API with deterministic answers.", argv
+    )
 
 
 if __name__ == "__main__":

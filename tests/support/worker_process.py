@@ -1,4 +1,4 @@
-"""A real research-arm worker as a child process, for integration tests and benchmarks."""
+"""A real research-arm worker as a child process, and the research-arm command line."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], timeout: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    """`research-arm ARGS` run to its end, `env` added to this process's environment.
+
+    Output is captured as text; a non-zero exit is returned, not raised.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass
@@ -76,6 +94,22 @@ class WorkerProcess:
         assert self.process is not None, "worker not started"
         return self.process.pid
 
+    def pool_pids(self) -> list[int]:
+        """The pids of the worker's pool processes (prefork children; none for threads)."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text("ascii")
+        except OSError:  # the worker is gone
+            return []
+        return [int(child) for child in children.split()]
+
+    def process_ids(self) -> list[int]:
+        """The worker's own pid and those of its pool processes."""
+        return [self.pid, *self.pool_pids()]
+
+    def peak_rss_mib(self) -> float:
+        """The largest peak resident set (VmHWM) among the worker's processes, in MiB."""
+        return max((_peak_rss_kib(pid) for pid in self.process_ids()), default=0) / 1024
+
     def send_signal(self, signum: signal.Signals) -> None:
         assert self.process is not None, "worker not started"
         self.process.send_signal(signum)
@@ -97,3 +131,14 @@ class WorkerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """VmHWM of process `pid` in KiB; 0 for a process that has gone (or is a zombie)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

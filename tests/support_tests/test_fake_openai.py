@@ -36,7 +36,7 @@ SUMMARY = (
 @pytest.fixture
 def llm(fake_openai: FakeOpenAIServer) -> Iterator[openai.OpenAI]:
     """The real SDK, pointed at the fake, with no retries of its own."""
-    with openai.OpenAI(base_url=fake_openai.base_url, api_key="test", max_retries=0) as client:
+    with openai.OpenAI(base_url=fake_openai.url, api_key="test", max_retries=0) as client:
         yield client
 
 
@@ -87,7 +87,7 @@ def test_chat_completion_has_openais_shape(
 ) -> None:
     messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": ABSTRACT}]
     body = {"model": "gpt-4o-mini", "messages": messages}
-    response = httpx.post(f"{fake_openai.base_url}/chat/completions", json=body)
+    response = httpx.post(f"{fake_openai.url}/chat/completions", json=body)
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -115,7 +115,7 @@ def test_chat_completion_has_openais_shape(
 def test_a_request_without_model_is_openais_400(fake_openai: FakeOpenAIServer) -> None:
     body = {"messages": [{"role": "user", "content": ABSTRACT}]}
 
-    response = httpx.post(f"{fake_openai.base_url}/chat/completions", json=body)
+    response = httpx.post(f"{fake_openai.url}/chat/completions", json=body)
 
     assert response.status_code == 400
     assert response.json()["error"] == {
@@ -192,7 +192,7 @@ def test_hang_is_a_timeout(fake_openai: FakeOpenAIServer) -> None:
     fake_openai.inject(Fault.hang(5))
     with (
         openai.OpenAI(
-            base_url=fake_openai.base_url, api_key="test", max_retries=0, timeout=0.3
+            base_url=fake_openai.url, api_key="test", max_retries=0, timeout=0.3
         ) as impatient,
         pytest.raises(openai.APITimeoutError),
     ):

@@ -6,7 +6,6 @@ import importlib.util
 import os
 import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import worker.local_redis as local_redis
-from worker.local_redis import RedisServer, TlsFiles, find_redis_server, free_port
+from tests.support.tls import make_tls_files, start_tls_server
+from worker.local_redis import RedisServer, find_redis_server, free_port
 
 # redis-py retries failed connections with backoff by default: slow, when failing is the point.
 NO_RETRY = Retry(NoBackoff(), 0)
@@ -164,36 +164,11 @@ def test_no_binary_at_all_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
         find_redis_server()
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """A throw-away CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    ca = ["-days", "1", "-subj", "/CN=research-arm test CA"]
-    openssl("req", "-x509", *key, *ca, "-keyout", "ca.key", "-out", "ca.crt")
-    openssl("req", *key, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
-    # Clients check the address they dialled against the certificate's alt names.
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    signed_by_ca = ["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1"]
-    openssl("x509", "-req", "-in", "server.csr", *signed_by_ca, "-extfile", "san.ext",
-            "-out", "server.crt")  # fmt: skip
-    return TlsFiles(directory / "server.crt", directory / "server.key", directory / "ca.crt")
-
-
 def test_tls_serves_rediss_only(tmp_path: Path, stopped_at_end: list[RedisServer]) -> None:
     tls = make_tls_files(tmp_path)
     server = RedisServer(data_dir=tmp_path / "data", tls=tls)
     stopped_at_end.append(server)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if "tls" in str(exc).lower():
-            pytest.skip(f"this redis-server has no TLS support: {exc}")
-        raise
+    start_tls_server(server)
 
     assert server.url.startswith(f"rediss://127.0.0.1:{server.port}/0?")
     assert ping(server.url)
