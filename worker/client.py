@@ -93,9 +93,10 @@ class ResearchClient:
         return str(result.id)
 
     def status(self, job_id: str) -> JobStatus:
-        result = AsyncResult(job_id, app=self.app)
-        state = result.state
-        info = result.info
+        # One read of the job's record: a state and data read apart could pair
+        # PROGRESS with the final response written in between.
+        meta = self.app.backend.get_task_meta(job_id)
+        state, info = meta["status"], meta.get("result")
         if state == "PROGRESS" and isinstance(info, dict):
             return JobStatus(
                 job_id,
