@@ -6,7 +6,7 @@ sweeps for abandoned messages every second), 4 s/5 s soft/hard time limits, 2 s
 upstream timeouts, backoffs of 50 ms up to 0.5 s.
 
 Set RELIABILITY_REPORT to a file path and every fault test appends its row of the
-README's reliability table there (`python -m tests.failure.report` does this).
+reliability table of docs/reliability.md there (`python -m tests.failure.report` does this).
 """
 
 from __future__ import annotations

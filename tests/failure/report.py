@@ -1,4 +1,5 @@
-"""Run the failure suite and print the README's reliability table from what the runs measured.
+"""Run the failure suite and print the reliability table of docs/reliability.md from what
+the runs measured.
 
     .venv/bin/python -m tests.failure.report              # the whole suite
     .venv/bin/python -m tests.failure.report -k arxiv     # extra arguments go to pytest

@@ -163,7 +163,7 @@ def stored_duplicates(qdrant_path: Path, collection: str = "research_papers") ->
 
 @dataclass(frozen=True)
 class FaultRow:
-    """One row of the README's reliability table."""
+    """One row of the reliability table in docs/reliability.md."""
 
     fault: str
     submitted: int

@@ -3,7 +3,7 @@
 Workers run as the image runs them (prefork, REMAP_SIGTERM=SIGQUIT, a soft
 shutdown) with a concurrency of one, against a slow fake LLM, so that the
 number of workers is what sets the capacity. Timings are printed (the
-figures in the README come from `python -m tests.deploy.scale_out`), not
+figures in docs/deployment.md come from `python -m tests.deploy.scale_out`), not
 asserted; what is asserted is behaviour: the jobs are shared, all succeed,
 and a SIGTERM mid-job hands the job to another worker at once.
 """
