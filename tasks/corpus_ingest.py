@@ -353,6 +353,69 @@ class IngestSummary:
 ProgressCallback = Callable[[IngestProgress], None]
 
 
+# Ingests one file from its checkpoint, saving the checkpoint as batches
+# settle, and calls `show(bytes read in the file, the file's counts so far)`.
+FileIngest = Callable[[Path, IngestCheckpoint, Callable[[int, IngestCounts], None]], None]
+
+
+@dataclass
+class CheckpointedRun:
+    """What `ingest_files` did: the counts of every file, and where earlier runs had stopped."""
+
+    counts: IngestCounts
+    seconds: float
+    resumed_from: dict[str, int]
+
+
+def ingest_files(
+    paths: Sequence[Path],
+    snapshot_filter: SnapshotFilter,
+    checkpoint_dir: Path,
+    ingest_file: FileIngest,
+    on_progress: ProgressCallback | None = None,
+) -> CheckpointedRun:
+    """Ingest each file with `ingest_file`, resuming from its checkpoint; files done are skipped.
+
+    The progress shown covers every file: bytes across all of them, and the
+    counts of this run plus those resumed from checkpoints.
+    """
+    started = time.monotonic()
+    totals = IngestCounts()
+    resumed: dict[str, int] = {}
+    bytes_total = sum(path.stat().st_size for path in paths)
+    bytes_before = 0
+    resumed_lines = 0
+    for path in paths:
+        checkpoint = load_checkpoint(checkpoint_dir, path, snapshot_filter)
+        if checkpoint.next_line > 1:
+            resumed[str(path)] = checkpoint.next_line
+            resumed_lines += checkpoint.counts.lines
+        if not checkpoint.done:
+
+            def show(
+                position: int,
+                done: IngestCounts,
+                before: int = bytes_before,
+                earlier: int = resumed_lines,
+            ) -> None:
+                if on_progress is None:
+                    return
+                shown = totals.model_copy(deep=True)
+                shown.add(done)
+                on_progress(
+                    IngestProgress(
+                        before + position, bytes_total, shown, time.monotonic() - started, earlier
+                    )
+                )
+
+            ingest_file(path, checkpoint, show)
+            checkpoint.done = True
+            save_checkpoint(checkpoint_dir, path, snapshot_filter, checkpoint)
+        totals.add(checkpoint.counts)
+        bytes_before += path.stat().st_size
+    return CheckpointedRun(totals, time.monotonic() - started, resumed)
+
+
 def ingest_snapshot(
     paths: Sequence[Path],
     index: PaperIndex,
@@ -377,44 +440,23 @@ def ingest_snapshot(
         MemoryUnavailable: Qdrant failed; the checkpoint keeps what was done.
         OSError: a file cannot be read.
     """
-    started = time.monotonic()
-    totals = IngestCounts()
-    resumed: dict[str, int] = {}
-    bytes_total = sum(path.stat().st_size for path in paths)
-    bytes_before = 0
-    resumed_lines = 0
-    for path in paths:
-        checkpoint = load_checkpoint(checkpoint_dir, path, snapshot_filter)
-        if checkpoint.next_line > 1:
-            resumed[str(path)] = checkpoint.next_line
-            resumed_lines += checkpoint.counts.lines
-        if not checkpoint.done:
-            reader = SnapshotReader(path, checkpoint.offset)
-            try:
-                for first, lines, offset in reader.batches(checkpoint.next_line, batch_lines):
-                    checkpoint.counts.add(ingest_lines(lines, first, snapshot_filter, index))
-                    checkpoint.next_line, checkpoint.offset = first + len(lines), offset
-                    save_checkpoint(checkpoint_dir, path, snapshot_filter, checkpoint)
-                    if on_progress is not None:
-                        progress_counts = totals.model_copy(deep=True)
-                        progress_counts.add(checkpoint.counts)
-                        on_progress(
-                            IngestProgress(
-                                bytes_before + reader.position(),
-                                bytes_total,
-                                progress_counts,
-                                time.monotonic() - started,
-                                resumed_lines,
-                            )
-                        )
-            finally:
-                reader.close()
-            checkpoint.done = True
-            save_checkpoint(checkpoint_dir, path, snapshot_filter, checkpoint)
-        totals.add(checkpoint.counts)
-        bytes_before += path.stat().st_size
-    coverage = finish_ingest(paths, index, snapshot_filter, checkpoint_dir, totals)
-    return IngestSummary(totals, time.monotonic() - started, resumed, coverage)
+
+    def ingest_file(
+        path: Path, checkpoint: IngestCheckpoint, show: Callable[[int, IngestCounts], None]
+    ) -> None:
+        reader = SnapshotReader(path, checkpoint.offset)
+        try:
+            for first, lines, offset in reader.batches(checkpoint.next_line, batch_lines):
+                checkpoint.counts.add(ingest_lines(lines, first, snapshot_filter, index))
+                checkpoint.next_line, checkpoint.offset = first + len(lines), offset
+                save_checkpoint(checkpoint_dir, path, snapshot_filter, checkpoint)
+                show(reader.position(), checkpoint.counts)
+        finally:
+            reader.close()
+
+    run = ingest_files(paths, snapshot_filter, checkpoint_dir, ingest_file, on_progress)
+    coverage = finish_ingest(paths, index, snapshot_filter, checkpoint_dir, run.counts)
+    return IngestSummary(run.counts, run.seconds, run.resumed_from, coverage)
 
 
 def finish_ingest(

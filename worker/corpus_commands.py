@@ -29,8 +29,8 @@ from tasks.corpus_ingest import (
     SnapshotFilter,
     SnapshotReader,
     checkpoint_path,
+    ingest_files,
     ingest_snapshot,
-    load_checkpoint,
     save_checkpoint,
 )
 from tasks.corpus_status import CorpusStatus, corpus_status, read_corpus_status, write_corpus_status
@@ -179,51 +179,18 @@ def ingest_via_queue(
     categories = sorted(snapshot_filter.categories)
     since = snapshot_filter.since.isoformat() if snapshot_filter.since else None
     checkpoints = settings.data_dir / "ingest"
-    started = time.monotonic()
-    totals = IngestCounts()
-    resumed: dict[str, int] = {}
-    bytes_total = sum(path.stat().st_size for path in paths)
-    bytes_before = 0
-    resumed_lines = 0
     progress = ProgressLine()
+
+    def send_file(
+        path: Path, checkpoint: IngestCheckpoint, show: Callable[[int, IngestCounts], None]
+    ) -> None:
+        _send_file(
+            app, path, checkpoint, snapshot_filter, checkpoints, chunk_lines, in_flight, show
+        )
+
     try:
-        for path in paths:
-            checkpoint = load_checkpoint(checkpoints, path, snapshot_filter)
-            if checkpoint.next_line > 1:
-                resumed[str(path)] = checkpoint.next_line
-                resumed_lines += checkpoint.counts.lines
-            if not checkpoint.done:
-
-                def show(
-                    position: int,
-                    done: IngestCounts,
-                    before: int = bytes_before,
-                    resumed: int = resumed_lines,
-                ) -> None:
-                    shown = totals.model_copy(deep=True)
-                    shown.add(done)
-                    progress(
-                        IngestProgress(
-                            before + position,
-                            bytes_total,
-                            shown,
-                            time.monotonic() - started,
-                            resumed,
-                        )
-                    )
-
-                _send_file(
-                    app,
-                    path,
-                    checkpoint,
-                    snapshot_filter,
-                    checkpoints,
-                    chunk_lines,
-                    in_flight,
-                    show,
-                )
-            totals.add(checkpoint.counts)
-            bytes_before += path.stat().st_size
+        run = ingest_files(paths, snapshot_filter, checkpoints, send_file, progress)
+        totals = run.counts
         coverage: list[CoverageEntry] = []
         if totals.newest is not None and totals.ingested + totals.unchanged > 0:
             committed = app.send_task(
@@ -238,7 +205,7 @@ def ingest_via_queue(
         progress.finish()
         app.close()
     # The worker that ran research.ingest_commit refreshed its status file.
-    return IngestSummary(totals, time.monotonic() - started, resumed, coverage)
+    return IngestSummary(totals, run.seconds, run.resumed_from, coverage)
 
 
 def _send_file(
@@ -283,8 +250,6 @@ def _send_file(
             settle_oldest()
     finally:
         reader.close()
-    checkpoint.done = True
-    save_checkpoint(checkpoints, path, snapshot_filter, checkpoint)
 
 
 def read_status(settings: Settings) -> tuple[CorpusStatus | None, str | None]:
