@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
 from importlib.metadata import version
 
 import httpx
@@ -140,23 +142,16 @@ def build_paper_index(
 
 
 def stage_settings(settings: Settings) -> StageSettings:
-    """The part of the settings the stages read."""
-    return StageSettings(
-        task_soft_time_limit_seconds=settings.task_soft_time_limit_seconds,
-        retry_backoff_seconds=settings.retry_backoff_seconds,
-        retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
-        max_deliveries=settings.max_deliveries,
-        arxiv_timeout_seconds=settings.arxiv_timeout_seconds,
-        arxiv_max_retries=settings.arxiv_max_retries,
-        arxiv_candidate_factor=settings.arxiv_candidate_factor,
-        arxiv_max_candidates=settings.arxiv_max_candidates,
-        llm_max_retries=settings.llm_max_retries,
-        llm_max_tokens_per_job=settings.llm_max_tokens_per_job,
-        summary_concurrency=settings.summary_concurrency,
-        qdrant_collection=settings.qdrant_collection,
-        data_dir=settings.data_dir,
-        qdrant_store_path=None if settings.qdrant_url else settings.effective_qdrant_path,
-    )
+    """The part of the settings the stages read (each field has the setting's name)."""
+    derived: dict[str, Any] = {
+        "qdrant_store_path": None if settings.qdrant_url else settings.effective_qdrant_path
+    }
+    named = {
+        field.name: getattr(settings, field.name)
+        for field in fields(StageSettings)
+        if field.name not in derived
+    }
+    return StageSettings(**named, **derived)
 
 
 def build_resources(settings: Settings) -> StageResources:
