@@ -11,8 +11,8 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Any
 from importlib.metadata import version
+from typing import Any
 
 import httpx
 import openai
