@@ -28,7 +28,8 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Final
@@ -153,6 +154,15 @@ class PaperIndex:
             finally:
                 self._client = None
 
+    @contextmanager
+    def _failing_as(self, failure: str) -> Iterator[None]:
+        """Any error of Qdrant's in the block is MemoryUnavailable; the client is dropped."""
+        try:
+            yield
+        except Exception as exc:
+            self._drop_client()
+            raise MemoryUnavailable(f"{failure}: {exc}") from exc
+
     def _open(self) -> QdrantClient:
         if self._client is None:
             try:
@@ -166,14 +176,11 @@ class PaperIndex:
         if self._client is not None and self._checked_dimension == dimension:
             return self._client
         client = self._open()
-        try:
+        with self._failing_as("Qdrant failed"):
             exists = client.collection_exists(self.collection)
             if not exists:
                 self._create_collection(client, dimension)
             info = client.get_collection(self.collection) if exists else None
-        except Exception as exc:
-            self._drop_client()
-            raise MemoryUnavailable(f"Qdrant failed: {exc}") from exc
         if info is not None:
             self._check_layout(info, dimension)
         _commit_local_writes_without_fsync(client)
@@ -263,13 +270,10 @@ class PaperIndex:
         """
         with self._lock:
             client = self._open()
-            try:
+            with self._failing_as("Qdrant failed"):
                 if not client.collection_exists(self.collection):
                     return
                 info = client.get_collection(self.collection)
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant failed: {exc}") from exc
             self._check_layout(info, None)
 
     # --- recall --------------------------------------------------------------------
@@ -324,7 +328,7 @@ class PaperIndex:
             )
         with self._lock:
             client = self._ready_client(len(query_vector))
-            try:
+            with self._failing_as("Qdrant recall failed"):
                 hits = client.query_points(
                     self.collection,
                     prefetch=prefetch,
@@ -332,9 +336,6 @@ class PaperIndex:
                     limit=limit,
                     with_payload=True,
                 ).points
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant recall failed: {exc}") from exc
         return [self._paper_from_payload(hit.payload or {}) for hit in hits]
 
     def _paper_from_payload(self, payload: dict[str, Any]) -> Paper:
@@ -462,18 +463,15 @@ class PaperIndex:
         dimension = len(next(iter(dense.values())))
         with self._lock:
             client = self._ready_client(dimension)
-            try:
+            with self._failing_as("Qdrant write failed"):
                 client.upsert(self.collection, points=points, wait=True)
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant write failed: {exc}") from exc
         return SnapshotWrite(len(points), unchanged)
 
     def _existing(self, ids: list[str]) -> dict[str, tuple[dict[str, Any], list[float] | None]]:
         """Payload and dense vector of each id the collection holds already."""
         with self._lock:
             client = self._open()
-            try:
+            with self._failing_as("Qdrant read failed"):
                 if not client.collection_exists(self.collection):
                     return {}
                 records = client.retrieve(
@@ -482,9 +480,6 @@ class PaperIndex:
                     with_payload=True,
                     with_vectors=[self.embedder.name],
                 )
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant read failed: {exc}") from exc
         found: dict[str, tuple[dict[str, Any], list[float] | None]] = {}
         for record in records:
             dense = _dense_vector(record, self.embedder.name)
@@ -534,13 +529,10 @@ class PaperIndex:
         """
         with self._lock:
             client = self._open()
-            try:
+            with self._failing_as("Qdrant count failed"):
                 if not client.collection_exists(self.collection):
                     return 0
                 return client.count(self.collection, exact=True).count
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant count failed: {exc}") from exc
 
     def coverage(self) -> list[CoverageEntry]:
         """The completed snapshot ingests recorded in the collection (empty: none).
@@ -550,13 +542,10 @@ class PaperIndex:
         """
         with self._lock:
             client = self._open()
-            try:
+            with self._failing_as("Qdrant failed"):
                 if not client.collection_exists(self.collection):
                     return []
                 metadata = client.get_collection(self.collection).config.metadata or {}
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant failed: {exc}") from exc
         return [CoverageEntry.model_validate(entry) for entry in metadata.get(_COVERAGE_KEY, [])]
 
     def record_coverage(self, entry: CoverageEntry) -> list[CoverageEntry]:
@@ -578,27 +567,21 @@ class PaperIndex:
         entries = [*(old for old in current if (old.categories, old.since) != key), newest]
         with self._lock:
             client = self._open()
-            try:
+            with self._failing_as("Qdrant failed"):
                 client.update_collection(
                     self.collection,
                     metadata={_COVERAGE_KEY: [e.model_dump(mode="json") for e in entries]},
                 )
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant failed: {exc}") from exc
         return entries
 
     def recorded_model(self) -> str | None:
         """The embedding model the collection was created for (None: no collection yet)."""
         with self._lock:
             client = self._open()
-            try:
+            with self._failing_as("Qdrant failed"):
                 if not client.collection_exists(self.collection):
                     return None
                 info = client.get_collection(self.collection)
-            except Exception as exc:
-                self._drop_client()
-                raise MemoryUnavailable(f"Qdrant failed: {exc}") from exc
         recorded = (info.config.metadata or {}).get("embedding_model")
         return str(recorded) if recorded else None
 
