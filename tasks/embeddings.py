@@ -25,13 +25,10 @@ scorer in `tasks.relevance` builds on, so both agree on what a word is.
 from __future__ import annotations
 
 import json
-import math
 import re
-import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
 
 import numpy as np
@@ -40,6 +37,7 @@ from numpy.typing import NDArray
 from openai.types import CreateEmbeddingResponse
 
 from tasks.errors import PermanentUpstreamError, TransientUpstreamError
+from tasks.retry import retry_after_seconds
 
 # The usual English function words. Changing this list changes the local
 # embedder's vectors: bump HashingEmbedder's version when you do.
@@ -393,7 +391,7 @@ class OpenAIEmbedder:
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status in (408, 429) or status >= 500:
-                retry_after = _retry_after_seconds(exc.response.headers)
+                retry_after = retry_after_seconds(exc.response.headers)
                 raise TransientUpstreamError(_SERVICE, _describe(exc), retry_after) from exc
             raise PermanentUpstreamError(_SERVICE, _describe(exc)) from exc
         except openai.APIResponseValidationError as exc:
@@ -448,36 +446,3 @@ def _describe(exc: openai.OpenAIError) -> str:
     # they wrap says what went wrong.
     cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
     return f"{type(exc).__name__}: {exc}{cause}"
-
-
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait the server asked for, in seconds, or None if it asked for none.
-
-    OpenAI sends `retry-after-ms`; the standard `Retry-After` holds seconds or
-    an HTTP date. Anything unreadable counts as absent.
-    """
-    milliseconds = _as_float(headers.get("retry-after-ms", ""))
-    if milliseconds is not None:
-        seconds: float | None = milliseconds / 1000.0
-    else:
-        value = headers.get("retry-after", "")
-        seconds = _as_float(value)
-        if seconds is None:
-            seconds = _seconds_until(value)
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _as_float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _seconds_until(http_date: str) -> float | None:
-    try:
-        return parsedate_to_datetime(http_date).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None

@@ -239,18 +239,6 @@ def test_openai_rate_limit_is_transient_and_carries_retry_after() -> None:
     assert isinstance(raised.value.__cause__, openai.RateLimitError)
 
 
-def test_openai_retry_after_ms_is_read_in_seconds() -> None:
-    response = httpx.Response(
-        429, headers={"retry-after-ms": "1500"}, json=error_body("slow", "requests", None)
-    )
-    embedder = OpenAIEmbedder(openai_client(RecordingServer(response)), "m")
-
-    with pytest.raises(TransientUpstreamError) as raised:
-        embedder.embed(["text"])
-
-    assert raised.value.retry_after == 1.5
-
-
 @pytest.mark.parametrize("status", [500, 502, 503, 408])
 def test_openai_server_errors_are_transient(status: int) -> None:
     response = httpx.Response(status, text="upstream is down")
