@@ -24,7 +24,6 @@ scorer in `tasks.relevance` builds on, so both agree on what a word is.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -36,8 +35,8 @@ import openai
 from numpy.typing import NDArray
 from openai.types import CreateEmbeddingResponse
 
-from tasks.errors import PermanentUpstreamError, TransientUpstreamError
-from tasks.retry import retry_after_seconds
+from tasks.errors import PermanentUpstreamError
+from tasks.openai_errors import OPENAI_CALL_ERRORS, upstream_error
 
 # The usual English function words. Changing this list changes the local
 # embedder's vectors: bump HashingEmbedder's version when you do.
@@ -369,8 +368,9 @@ class OpenAIEmbedder:
         Raises:
             ValueError: every text is blank (there is nothing to embed, and the
                 vector length is unknown without a response).
-            TransientUpstreamError: timeout, connection failure, 408, 429 or 5xx.
-            PermanentUpstreamError: any other HTTP error, or a malformed response.
+            TransientUpstreamError, PermanentUpstreamError: the call failed, as
+                `tasks.openai_errors` classifies it; a response of the wrong shape
+                is permanent.
         """
         if not texts:
             return EmbeddingBatch(vectors=[], tokens=0)
@@ -386,18 +386,8 @@ class OpenAIEmbedder:
                 # OpenAI-compatible servers do not implement; floats work everywhere.
                 encoding_format="float",
             )
-        except openai.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientUpstreamError(_SERVICE, _describe(exc)) from exc
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            if status in (408, 429) or status >= 500:
-                retry_after = retry_after_seconds(exc.response.headers)
-                raise TransientUpstreamError(_SERVICE, _describe(exc), retry_after) from exc
-            raise PermanentUpstreamError(_SERVICE, _describe(exc)) from exc
-        except openai.APIResponseValidationError as exc:
-            raise PermanentUpstreamError(_SERVICE, _describe(exc)) from exc
-        except json.JSONDecodeError as exc:  # a 200 whose JSON body does not parse
-            raise PermanentUpstreamError(_SERVICE, f"response is not JSON: {exc}") from exc
+        except OPENAI_CALL_ERRORS as exc:
+            raise upstream_error(_SERVICE, exc) from exc
 
         vectors = _unit_vectors_in_order(response, expected=len(sent))
         dimension = vectors.shape[1]
@@ -433,16 +423,3 @@ def _unit_vectors_in_order(response: CreateEmbeddingResponse, expected: int) -> 
             _SERVICE, "malformed embeddings response: empty, ragged or non-finite vectors"
         )
     return _unit_rows(matrix)
-
-
-def _describe(exc: openai.OpenAIError) -> str:
-    """A one-line account of an SDK error: status, error type and the server's message."""
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body
-        message = body.get("message") if isinstance(body, dict) else None
-        kind = f" {exc.type}" if exc.type else ""
-        return f"HTTP {exc.status_code}{kind}: {message or exc.response.reason_phrase}"
-    # The SDK's connection errors say only "Connection error."; the httpx error
-    # they wrap says what went wrong.
-    cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
-    return f"{type(exc).__name__}: {exc}{cause}"

@@ -35,7 +35,7 @@ from tasks.errors import (
     UpstreamError,
     WorkCancelled,
 )
-from tasks.retry import retry_after_seconds
+from tasks.openai_errors import OPENAI_CALL_ERRORS, upstream_error
 from tasks.usage import add_llm_call
 
 SYSTEM_PROMPT = (
@@ -110,25 +110,8 @@ class LLMSummarizer:
                 max_tokens=self.max_tokens,
                 temperature=0.2,
             )
-        except openai.RateLimitError as exc:
-            raise TransientUpstreamError(
-                "llm", "rate limited (429)", retry_after_seconds(exc.response.headers)
-            ) from exc
-        except openai.APITimeoutError as exc:
-            raise TransientUpstreamError("llm", "request timed out") from exc
-        except openai.APIConnectionError as exc:
-            raise TransientUpstreamError("llm", f"connection failed: {exc}") from exc
-        except openai.APIStatusError as exc:
-            message = f"HTTP {exc.status_code}: {exc.message}"
-            if exc.status_code >= 500 or exc.status_code == 408:
-                raise TransientUpstreamError(
-                    "llm", message, retry_after_seconds(exc.response.headers)
-                ) from exc
-            raise PermanentUpstreamError("llm", message) from exc
-        except openai.APIResponseValidationError as exc:
-            raise TransientUpstreamError("llm", f"malformed response: {exc}") from exc
-        except (ValueError, json.JSONDecodeError) as exc:
-            raise TransientUpstreamError("llm", f"malformed response: {exc}") from exc
+        except OPENAI_CALL_ERRORS as exc:
+            raise upstream_error("llm", exc) from exc
         usage = completion.usage
         content = completion.choices[0].message.content if completion.choices else None
         return ChatAnswer(
