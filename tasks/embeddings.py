@@ -18,14 +18,12 @@ All return unit-length vectors, and each reports what a call cost
 Vectors of two embedders with different `name`s live in different spaces and
 must never be compared or stored together.
 
-This module also owns the word tokeniser (`content_words`) that the lexical
-scorer in `tasks.relevance` builds on, so both agree on what a word is.
+The hashing embedder's words are those of `tasks.text_terms` (`WORD`,
+`normalise`, `STOPWORDS`), found for a whole batch at once with numpy.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -37,25 +35,8 @@ from openai.types import CreateEmbeddingResponse
 
 from tasks.errors import PermanentUpstreamError
 from tasks.openai_errors import OPENAI_CALL_ERRORS, upstream_error
-
-# The usual English function words. Changing this list changes the local
-# embedder's vectors: bump HashingEmbedder's version when you do.
-STOPWORDS: Final[frozenset[str]] = frozenset(
-    """
-    a about above after again against all am an and any are as at be because been
-    before being below between both but by can could did do does doing down during
-    each few for from further had has have having he her here hers herself him
-    himself his how i if in into is it its itself just me more most my myself no nor
-    not now of off on once only or other our ours ourselves out over own same she
-    should so some such than that the their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where
-    which while who whom why will with would you your yours yourself yourselves
-    """.split()  # noqa: SIM905 -- a word list reads better as prose than as quoted strings
-)
-
-# Runs of letters and digits in any script; the underscore that `\w` also
-# matches is a separator here ("word_piece" is two words).
-_WORD: Final = re.compile(r"[^\W_]+")
+from tasks.text_terms import STOPWORDS, normalise
+from tasks.text_terms import content_words as content_words  # the evaluation reads it here
 
 
 @dataclass(frozen=True)
@@ -113,21 +94,6 @@ _HASH_SHIFT: Final = np.uint64(20)
 _MAX_TEXTS: Final = 1 << 20
 
 
-def _normalise(text: str) -> str:
-    # NFKC makes ligatures and full-width forms the letters they look like
-    # ("ﬁ" becomes "fi"); casefold is lower-casing that also folds "ß" to "ss".
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-def content_words(text: str) -> list[str]:
-    """Split `text` into lower-cased words, in order, without English stopwords.
-
-    A word is a run of letters and digits in any script (`str.isalnum`); the
-    underscore is a separator ("word_piece" is two words).
-    """
-    return [word for word in _WORD.findall(_normalise(text)) if word not in STOPWORDS]
-
-
 def _mix64(values: _UInt64s) -> _UInt64s:
     """SplitMix64's finaliser: a fast, well-spread 64-bit hash of 64-bit integers.
 
@@ -164,12 +130,12 @@ def _split_words(texts: Sequence[str]) -> _Words:
 
     The texts are joined with spaces into one array of code points. Every
     character that is not a letter or digit (`str.isalnum`, as in
-    `content_words`) acts as a space, so each word is bounded by spaces and
+    `tasks.text_terms.WORD`) acts as a space, so each word is bounded by spaces and
     each of its characters is the middle of one trigram (" tr", "tra", …,
     "er " for "transformer"). Three code points (at most 21 bits each) pack
     losslessly into one 63-bit integer, which is then hashed.
     """
-    normalised = [_normalise(text) for text in texts]
+    normalised = [normalise(text) for text in texts]
     joined = " " + " ".join(normalised) + " "
     # surrogatepass: a lone surrogate (bad input, but possible) is a non-word character.
     codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
@@ -275,7 +241,7 @@ class HashingEmbedder:
     @property
     def name(self) -> str:
         # "v1" names the feature recipe: bump it whenever a change to this
-        # class, or to STOPWORDS, would move vectors already stored.
+        # class, or to tasks.text_terms, would move vectors already stored.
         return f"local-hashing-v1-{self._dimension}"
 
     def embed_with_usage(self, texts: Sequence[str]) -> EmbeddingBatch:
