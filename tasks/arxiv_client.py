@@ -12,8 +12,6 @@ import copy
 import hashlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -25,6 +23,7 @@ from tasks.arxiv_query import build_query_params
 from tasks.cache import RedisJsonCache
 from tasks.errors import PermanentUpstreamError, TransientUpstreamError
 from tasks.rate_gate import ArxivRateGate
+from tasks.retry import retry_after_seconds
 from tasks.usage import add_arxiv_cache_hit, add_arxiv_request
 
 _SERVICE = "arxiv"
@@ -182,8 +181,7 @@ class ArxivClient:
     def _body_of(self, response: httpx.Response) -> bytes:
         status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
         if response.status_code == 429 or response.status_code >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise TransientUpstreamError(_SERVICE, status, retry_after)
+            raise TransientUpstreamError(_SERVICE, status, retry_after_seconds(response.headers))
         if response.status_code == 400:
             message = arxiv_error_message(self._read_capped(response))
             detail = f"arXiv rejected the query: {message}" if message else status
@@ -215,30 +213,6 @@ class ArxivClient:
         return PermanentUpstreamError(
             _SERVICE, f"response body larger than {self._max_body_bytes} bytes"
         )
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
-
-    Args:
-        value: the header's value, or None when the response had none.
-        now: the current time, injectable for tests; defaults to the clock.
-
-    Returns:
-        Seconds (never negative), or None when the header is absent or unreadable.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000": the date is in UTC, the source zone unknown
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _to_cache(feed: ArxivFeed) -> dict[str, Any]:

@@ -10,17 +10,20 @@ that match more of the words first.
     >>> build_search_query("Retrieval-augmented generation for GPT-4", ["cs.CL"])
     '(all:"Retrieval-augmented" OR all:"generation" OR all:"GPT-4") AND cat:cs.CL'
 
-The search stage plans its queries with `tasks.query_planner`, which builds on
-the pieces here (`words_of`, `any_of`, `all_of`, `with_filters`).
+A word is a `tasks.text_terms.QUERY_WORD`: letters and digits, with inner
+hyphens and dots kept ("GPT-4", "3.5"). The search stage plans its queries
+with `tasks.query_planner`, which builds on the pieces here (`any_of`,
+`all_of`, `with_filters`).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Final
+
+from tasks.text_terms import SEARCH_STOPWORDS, query_words
 
 # arXiv's collection starts in August 1991; an open start date means "from the beginning".
 ARXIV_FIRST_DAY: Final = date(1991, 1, 1)
@@ -28,31 +31,8 @@ MAX_TERMS: Final = 12
 # arXiv refuses max_results above 2000 per request.
 MAX_RESULTS_PER_REQUEST: Final = 2000
 
-# A word is letters and digits, optionally joined by single inner hyphens or dots
-# ("GPT-4", "3.5", "hep-th"). Everything else, including every character with a
-# meaning in arXiv's query syntax (quotes, brackets, colon, backslash, * ? ^ ~ + !
-# and a leading "-"), separates words and is never sent.
-_WORD: Final = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*")
-
 # arXiv's boolean operators: typed as words they would be read as operators.
 BOOLEAN_OPERATORS: Final = frozenset({"and", "or", "andnot", "not"})
-
-# English function words that only dilute an OR query. "s" and "t" are what is
-# left of "paper's" and "don't" once the apostrophe separates words.
-STOPWORDS: Final = frozenset(
-    # A word list reads better as text than as 130 one-word lines.
-    """
-    a about above after again against all am an and any are as at be because been
-    before being below between both but by can could did do does doing down during
-    each few for from further had has have having he her here hers herself him
-    himself his how i if in into is it its itself just me more most my myself no
-    nor not now of off on once only or other our ours ourselves out over own same
-    she should so some such than that the their theirs them themselves then there
-    these they this those through to too under until up very was we were what when
-    where which while who whom why will with would you your yours yourself
-    yourselves s t
-    """.split()  # noqa: SIM905
-)
 
 # Same shape as schemas.research's category check: archive and optional subject class.
 _CATEGORY: Final = re.compile(r"^[a-z][a-z-]{0,15}(\.[A-Za-z][A-Za-z-]{0,15})?$")
@@ -128,23 +108,27 @@ def search_terms(query: str) -> list[str]:
     Raises:
         ValueError: `query` contains no letter or digit.
     """
-    words = words_of(query)
+    words = query_words(query)
     if not words:
         raise ValueError(f"query {query!r} has no letter or digit to search for")
-    not_operators = [word for word in words if word.casefold() not in BOOLEAN_OPERATORS]
-    content = [word for word in not_operators if word.casefold() not in STOPWORDS]
-    kept = content or not_operators or words
-
     unique: dict[str, str] = {}
-    for word in kept:
+    for word in searchable_words(words):
         unique.setdefault(word.casefold(), word)
     return list(unique.values())[:MAX_TERMS]
 
 
-def words_of(text: str) -> list[str]:
-    """Every word of `text` in order: letters and digits, inner hyphens and dots kept, NFC."""
-    # NFC first, so an accent typed as a combining mark stays inside its word.
-    return _WORD.findall(unicodedata.normalize("NFC", text))
+def searchable_words(words: Sequence[str], *, fallback: bool = True) -> list[str]:
+    """The `words` worth searching for, in order: neither stopwords nor arXiv's operators.
+
+    With `fallback`, when none is left ("to be or not to be") the words that
+    are not operators are kept, or failing those all of them: quoted, even an
+    operator is just a word.
+    """
+    not_operators = [word for word in words if word.casefold() not in BOOLEAN_OPERATORS]
+    content = [word for word in not_operators if word.casefold() not in SEARCH_STOPWORDS]
+    if content or not fallback:
+        return content
+    return not_operators or list(words)
 
 
 def build_query_params(search_query: str, max_results: int, start: int = 0) -> dict[str, str]:

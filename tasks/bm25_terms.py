@@ -12,10 +12,10 @@ query time (`modifier=IDF` on the sparse vector), from the current counts.
 A query's sparse vector has weight 1 on each of its distinct terms, so the dot
 product Qdrant computes is exactly BM25.
 
-Terms are the ranker's own (`tasks.relevance`): content words, lower-cased,
-lightly stemmed, the title counted twice. A term's index in the sparse vector
-is a 32-bit hash of its text (blake2b), the same in every process and on every
-machine, unlike Python's salted `hash()`. Two terms colliding on one index
+Terms are the ranker's own (`tasks.text_terms.stemmed_terms`): content words,
+lower-cased, lightly stemmed, the title counted twice. A term's index in the
+sparse vector is a 32-bit hash of its text (blake2b), the same in every process
+and on every machine, unlike Python's salted `hash()`. Two terms colliding on one index
 (odds about n²/2³³ for n distinct terms: a few pairs among a million terms)
 merely share an IDF and add up.
 """
@@ -28,12 +28,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from tasks.embeddings import content_words
-from tasks.relevance import (
-    BM25_B,
-    BM25_K1,
-    stem,  # the ranker's stemming, so both agree on terms
-)
+from tasks.relevance import BM25_B, BM25_K1
+from tasks.text_terms import content_words, stem
 
 # The length (in terms) of a typical indexed paper, title twice plus abstract.
 # BM25 penalises longer documents relative to this; it is fixed rather than

@@ -14,7 +14,7 @@ from typing import Final
 from nameparser import HumanName
 
 from schemas.research import Paper
-from tasks.embeddings import STOPWORDS
+from tasks.text_terms import STOPWORDS, WORD
 
 # arXiv registers a DataCite DOI for every paper, old-style ids included.
 ARXIV_DOI_PREFIX: Final = "10.48550/arXiv."
@@ -32,7 +32,6 @@ _MATH: Final = re.compile(r"(?<!\\)(\$\$[^$]+\$\$|\$[^$]+\$)")
 _BIBTEX_SPECIAL: Final = re.compile(r"(?<!\\)([&%#_$])")
 _LATEX_COMMAND: Final = re.compile(r"\\[A-Za-z]+")
 _BRACE_COMMANDS: Final = {"{": r"\textbraceleft{}", "}": r"\textbraceright{}"}
-_WORD: Final = re.compile(r"[^\W_]+")
 
 # Latin letters that Unicode decomposition does not reduce to ASCII.
 # (Only lower-case forms: names are lower-cased before folding.)
@@ -203,7 +202,7 @@ def _bibtex_key(paper: Paper, first_author: _Name | None) -> str:
     title_word = next(
         (
             folded
-            for word in _WORD.findall(plain_title)
+            for word in WORD.findall(plain_title)
             if word.casefold() not in STOPWORDS and (folded := _ascii_letters(word))
         ),
         "",

@@ -18,20 +18,14 @@ All return unit-length vectors, and each reports what a call cost
 Vectors of two embedders with different `name`s live in different spaces and
 must never be compared or stored together.
 
-This module also owns the word tokeniser (`content_words`) that the lexical
-scorer in `tasks.relevance` builds on, so both agree on what a word is.
+The hashing embedder's words are those of `tasks.text_terms` (`WORD`,
+`normalise`, `STOPWORDS`), found for a whole batch at once with numpy.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import time
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Final, Protocol
 
 import numpy as np
@@ -39,26 +33,10 @@ import openai
 from numpy.typing import NDArray
 from openai.types import CreateEmbeddingResponse
 
-from tasks.errors import PermanentUpstreamError, TransientUpstreamError
-
-# The usual English function words. Changing this list changes the local
-# embedder's vectors: bump HashingEmbedder's version when you do.
-STOPWORDS: Final[frozenset[str]] = frozenset(
-    """
-    a about above after again against all am an and any are as at be because been
-    before being below between both but by can could did do does doing down during
-    each few for from further had has have having he her here hers herself him
-    himself his how i if in into is it its itself just me more most my myself no nor
-    not now of off on once only or other our ours ourselves out over own same she
-    should so some such than that the their theirs them themselves then there these
-    they this those through to too under until up very was we were what when where
-    which while who whom why will with would you your yours yourself yourselves
-    """.split()  # noqa: SIM905 -- a word list reads better as prose than as quoted strings
-)
-
-# Runs of letters and digits in any script; the underscore that `\w` also
-# matches is a separator here ("word_piece" is two words).
-_WORD: Final = re.compile(r"[^\W_]+")
+from tasks.errors import PermanentUpstreamError
+from tasks.openai_errors import OPENAI_CALL_ERRORS, upstream_error
+from tasks.text_terms import STOPWORDS, normalise
+from tasks.text_terms import content_words as content_words  # the evaluation reads it here
 
 
 @dataclass(frozen=True)
@@ -116,21 +94,6 @@ _HASH_SHIFT: Final = np.uint64(20)
 _MAX_TEXTS: Final = 1 << 20
 
 
-def _normalise(text: str) -> str:
-    # NFKC makes ligatures and full-width forms the letters they look like
-    # ("ﬁ" becomes "fi"); casefold is lower-casing that also folds "ß" to "ss".
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-def content_words(text: str) -> list[str]:
-    """Split `text` into lower-cased words, in order, without English stopwords.
-
-    A word is a run of letters and digits in any script (`str.isalnum`); the
-    underscore is a separator ("word_piece" is two words).
-    """
-    return [word for word in _WORD.findall(_normalise(text)) if word not in STOPWORDS]
-
-
 def _mix64(values: _UInt64s) -> _UInt64s:
     """SplitMix64's finaliser: a fast, well-spread 64-bit hash of 64-bit integers.
 
@@ -167,12 +130,12 @@ def _split_words(texts: Sequence[str]) -> _Words:
 
     The texts are joined with spaces into one array of code points. Every
     character that is not a letter or digit (`str.isalnum`, as in
-    `content_words`) acts as a space, so each word is bounded by spaces and
+    `tasks.text_terms.WORD`) acts as a space, so each word is bounded by spaces and
     each of its characters is the middle of one trigram (" tr", "tra", …,
     "er " for "transformer"). Three code points (at most 21 bits each) pack
     losslessly into one 63-bit integer, which is then hashed.
     """
-    normalised = [_normalise(text) for text in texts]
+    normalised = [normalise(text) for text in texts]
     joined = " " + " ".join(normalised) + " "
     # surrogatepass: a lone surrogate (bad input, but possible) is a non-word character.
     codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
@@ -278,7 +241,7 @@ class HashingEmbedder:
     @property
     def name(self) -> str:
         # "v1" names the feature recipe: bump it whenever a change to this
-        # class, or to STOPWORDS, would move vectors already stored.
+        # class, or to tasks.text_terms, would move vectors already stored.
         return f"local-hashing-v1-{self._dimension}"
 
     def embed_with_usage(self, texts: Sequence[str]) -> EmbeddingBatch:
@@ -371,8 +334,9 @@ class OpenAIEmbedder:
         Raises:
             ValueError: every text is blank (there is nothing to embed, and the
                 vector length is unknown without a response).
-            TransientUpstreamError: timeout, connection failure, 408, 429 or 5xx.
-            PermanentUpstreamError: any other HTTP error, or a malformed response.
+            TransientUpstreamError, PermanentUpstreamError: the call failed, as
+                `tasks.openai_errors` classifies it; a response of the wrong shape
+                is permanent.
         """
         if not texts:
             return EmbeddingBatch(vectors=[], tokens=0)
@@ -388,18 +352,8 @@ class OpenAIEmbedder:
                 # OpenAI-compatible servers do not implement; floats work everywhere.
                 encoding_format="float",
             )
-        except openai.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientUpstreamError(_SERVICE, _describe(exc)) from exc
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            if status in (408, 429) or status >= 500:
-                retry_after = _retry_after_seconds(exc.response.headers)
-                raise TransientUpstreamError(_SERVICE, _describe(exc), retry_after) from exc
-            raise PermanentUpstreamError(_SERVICE, _describe(exc)) from exc
-        except openai.APIResponseValidationError as exc:
-            raise PermanentUpstreamError(_SERVICE, _describe(exc)) from exc
-        except json.JSONDecodeError as exc:  # a 200 whose JSON body does not parse
-            raise PermanentUpstreamError(_SERVICE, f"response is not JSON: {exc}") from exc
+        except OPENAI_CALL_ERRORS as exc:
+            raise upstream_error(_SERVICE, exc) from exc
 
         vectors = _unit_vectors_in_order(response, expected=len(sent))
         dimension = vectors.shape[1]
@@ -435,49 +389,3 @@ def _unit_vectors_in_order(response: CreateEmbeddingResponse, expected: int) -> 
             _SERVICE, "malformed embeddings response: empty, ragged or non-finite vectors"
         )
     return _unit_rows(matrix)
-
-
-def _describe(exc: openai.OpenAIError) -> str:
-    """A one-line account of an SDK error: status, error type and the server's message."""
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body
-        message = body.get("message") if isinstance(body, dict) else None
-        kind = f" {exc.type}" if exc.type else ""
-        return f"HTTP {exc.status_code}{kind}: {message or exc.response.reason_phrase}"
-    # The SDK's connection errors say only "Connection error."; the httpx error
-    # they wrap says what went wrong.
-    cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
-    return f"{type(exc).__name__}: {exc}{cause}"
-
-
-def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait the server asked for, in seconds, or None if it asked for none.
-
-    OpenAI sends `retry-after-ms`; the standard `Retry-After` holds seconds or
-    an HTTP date. Anything unreadable counts as absent.
-    """
-    milliseconds = _as_float(headers.get("retry-after-ms", ""))
-    if milliseconds is not None:
-        seconds: float | None = milliseconds / 1000.0
-    else:
-        value = headers.get("retry-after", "")
-        seconds = _as_float(value)
-        if seconds is None:
-            seconds = _seconds_until(value)
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _as_float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _seconds_until(http_date: str) -> float | None:
-    try:
-        return parsedate_to_datetime(http_date).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None

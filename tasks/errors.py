@@ -3,8 +3,9 @@
     ResearchArmError
     ├── InvalidRequest             the request is wrong; never retried
     ├── UpstreamError              arXiv, the LLM or the embeddings endpoint misbehaved
-    │   ├── TransientUpstreamError timeouts, 429, 5xx, resets: retried with backoff
-    │   ├── PermanentUpstreamError arXiv's error feed, HTTP 4xx, unparseable bodies
+    │   ├── TransientUpstreamError timeouts, 429, 5xx, resets, bodies cut short: retried
+    │   │                          with backoff
+    │   ├── PermanentUpstreamError arXiv's error feed, other HTTP 4xx, bodies of the wrong shape
     │   └── UpstreamUnavailable    a transient error whose retries are spent
     ├── MemoryUnavailable          Qdrant failed; the job degrades, it is not lost
     ├── DeliveryLimitExceeded      a stage's message came back MAX_DELIVERIES times, its

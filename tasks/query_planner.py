@@ -34,12 +34,12 @@ from typing import Final
 from tasks.arxiv_query import (
     BOOLEAN_OPERATORS,
     MAX_TERMS,
-    STOPWORDS,
     all_of,
     any_of,
+    searchable_words,
     with_filters,
-    words_of,
 )
+from tasks.text_terms import SEARCH_STOPWORDS, query_word_parts, query_words
 
 # Each term AND-ed narrows the precise query; past a handful, few papers hold
 # them all. It keeps the phrases and most specific words up to this many.
@@ -173,7 +173,7 @@ def plan_terms(query: str) -> list[SearchTerm]:
     found: list[SearchTerm] = []
     loose: list[str] = []
     for index, piece in enumerate(pieces):
-        words = words_of(piece)
+        words = query_words(piece)
         if index % 2 == 1 and index < closed and len(words) > 1:
             found.append(SearchTerm(" ".join(words[:MAX_PHRASE_WORDS]), phrase=True, generic=False))
         else:
@@ -202,17 +202,13 @@ def joined_queries(queries: Sequence[str]) -> str:
 
 def _content_words(words: Sequence[str], *, has_phrase: bool) -> set[str]:
     """Casefolded words worth searching for: not stopwords nor operators, unless nothing is."""
-    not_operators = [word for word in words if word.casefold() not in BOOLEAN_OPERATORS]
-    content = [word for word in not_operators if word.casefold() not in STOPWORDS]
-    if content or has_phrase:
-        # A quoted phrase is content enough: the stopwords around it are dropped.
-        return {word.casefold() for word in content}
-    return {word.casefold() for word in (not_operators or words)}
+    # A quoted phrase is content enough: the stopwords around it are dropped.
+    return {word.casefold() for word in searchable_words(words, fallback=not has_phrase)}
 
 
 def _is_generic(word: str) -> bool:
-    parts = re.split(r"[-.]", word.casefold())
-    return all(part in GENERIC_WORDS or part in STOPWORDS for part in parts) and any(
+    parts = query_word_parts(word)
+    return all(part in GENERIC_WORDS or part in SEARCH_STOPWORDS for part in parts) and any(
         part in GENERIC_WORDS for part in parts
     )
 
@@ -229,7 +225,7 @@ def _with_phrase_words(terms: Sequence[SearchTerm]) -> list[SearchTerm]:
         if term.phrase:
             for word in term.text.split(" "):
                 folded = word.casefold()
-                if folded not in STOPWORDS | BOOLEAN_OPERATORS and not _is_generic(word):
+                if folded not in SEARCH_STOPWORDS | BOOLEAN_OPERATORS and not _is_generic(word):
                     relaxed.setdefault(folded, SearchTerm(word, phrase=False, generic=False))
     return list(relaxed.values())
 

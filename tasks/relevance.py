@@ -24,8 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from schemas.research import Paper
-from tasks.embeddings import Embedder, content_words
+from tasks.embeddings import Embedder
 from tasks.paper_vectors import paper_text
+from tasks.text_terms import stemmed_terms
 
 # BM25's usual constants: k1 sets how fast repeated terms stop adding score,
 # b how much a long document is penalised for its length.
@@ -36,37 +37,6 @@ BM25_B: Final = 0.75
 # on the evaluation's tune half with all-MiniLM-L6-v2 (`python -m tests.eval.tune`):
 # 0.2-0.5 rank alike there; lexical-heavier blends lose the paraphrased queries.
 LEXICAL_WEIGHT: Final = 0.3
-
-# Singular words that end in "s" and must keep it: "class", "corpus", "analysis".
-_SINGULAR_S_ENDINGS: Final = ("ss", "us", "is")
-
-
-def stem(word: str) -> str:
-    """Light plural stemming, so that a word and its plural give the same term.
-
-    Strips a plural "ies", "es" or "s" (words of four letters or more), then a
-    final "e", and turns a final "y" into "i". The result need not be a word:
-    "caches" and "cache" both give "cach", "approaches" and "approach" give
-    "approach", "studies" and "study" give "studi". Deliberately crude (no
-    dictionary); it is applied alike to the query and the papers.
-    """
-    if len(word) > 3 and word.endswith("s") and not word.endswith(_SINGULAR_S_ENDINGS):
-        if word.endswith("ies"):
-            word = word[:-3] + "i"
-        elif word.endswith("es"):
-            word = word[:-2]
-        else:
-            word = word[:-1]
-    if len(word) > 2 and word.endswith("e"):
-        word = word[:-1]
-    elif len(word) > 2 and word.endswith("y"):
-        word = word[:-1] + "i"
-    return word
-
-
-def _terms(text: str) -> list[str]:
-    """The text's search terms: lower-cased content words, stemmed."""
-    return [stem(word) for word in content_words(text)]
 
 
 def lexical_scores(query: str, documents: Sequence[str]) -> list[float]:
@@ -87,11 +57,11 @@ def lexical_scores(query: str, documents: Sequence[str]) -> list[float]:
     """
     if not documents:
         return []
-    query_terms = list(dict.fromkeys(_terms(query)))
+    query_terms = list(dict.fromkeys(stemmed_terms(query)))
     if not query_terms:
         return [0.0] * len(documents)
 
-    term_counts = [Counter(_terms(document)) for document in documents]
+    term_counts = [Counter(stemmed_terms(document)) for document in documents]
     lengths = [sum(counts.values()) for counts in term_counts]
     average_length = sum(lengths) / len(lengths)
     if average_length == 0:

@@ -35,6 +35,7 @@ from tasks.errors import (
     UpstreamError,
     WorkCancelled,
 )
+from tasks.openai_errors import OPENAI_CALL_ERRORS, upstream_error
 from tasks.usage import add_llm_call
 
 SYSTEM_PROMPT = (
@@ -66,19 +67,6 @@ def extractive_summary(abstract: str, max_sentences: int = 2, max_chars: int = 4
 def summary_cache_key(paper: Paper, model: str) -> str:
     """The cache key of a paper's summary: a new version, model or prompt is a new key."""
     return f"{paper.arxiv_id}:v{paper.version}:{model}:{SUMMARY_PROMPT_VERSION}"
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    if "retry-after-ms" in headers:
-        try:
-            return float(headers["retry-after-ms"]) / 1000
-        except ValueError:
-            pass
-    try:
-        return float(headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
 
 
 class LLMSummarizer:
@@ -122,21 +110,8 @@ class LLMSummarizer:
                 max_tokens=self.max_tokens,
                 temperature=0.2,
             )
-        except openai.RateLimitError as exc:
-            raise TransientUpstreamError("llm", "rate limited (429)", _retry_after(exc)) from exc
-        except openai.APITimeoutError as exc:
-            raise TransientUpstreamError("llm", "request timed out") from exc
-        except openai.APIConnectionError as exc:
-            raise TransientUpstreamError("llm", f"connection failed: {exc}") from exc
-        except openai.APIStatusError as exc:
-            message = f"HTTP {exc.status_code}: {exc.message}"
-            if exc.status_code >= 500 or exc.status_code == 408:
-                raise TransientUpstreamError("llm", message, _retry_after(exc)) from exc
-            raise PermanentUpstreamError("llm", message) from exc
-        except openai.APIResponseValidationError as exc:
-            raise TransientUpstreamError("llm", f"malformed response: {exc}") from exc
-        except (ValueError, json.JSONDecodeError) as exc:
-            raise TransientUpstreamError("llm", f"malformed response: {exc}") from exc
+        except OPENAI_CALL_ERRORS as exc:
+            raise upstream_error("llm", exc) from exc
         usage = completion.usage
         content = completion.choices[0].message.content if completion.choices else None
         return ChatAnswer(

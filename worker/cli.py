@@ -20,6 +20,7 @@ from worker.settings import Settings, load_settings
 # must start fast and small, without it.
 if TYPE_CHECKING:
     from worker.client import ResearchClient
+    from worker.logs import LogFormat
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -101,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from worker.logs import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    log_format = configure_logging(settings.log_level, settings.log_format)
     if args.command == "up":
-        return _up(args, settings)
+        return _up(args, settings, log_format)
     if args.command == "worker":
         return _worker(args, settings)
     if args.command == "check" or (args.command == "sidecar" and args.check):
@@ -206,11 +207,15 @@ def _corpus(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _up(args: argparse.Namespace, settings: Settings) -> int:
+def _up(args: argparse.Namespace, settings: Settings, log_format: LogFormat) -> int:
     from worker.stack import LocalStack, StackOptions
 
+    # The stack logs as `up` does: console when `up` runs on a terminal.
     options = StackOptions(
-        flower=args.flower, flower_port=args.flower_port, concurrency=args.concurrency
+        flower=args.flower,
+        flower_port=args.flower_port,
+        concurrency=args.concurrency,
+        log_format=log_format,
     )
     return LocalStack(settings, options).run()
 

@@ -1,5 +1,9 @@
 """structlog set-up: one call per process, JSON off a terminal, console on one.
 
+`LOG_FORMAT` (`json` or `console`) overrides the terminal's say. `research-arm
+up` makes the choice once for its whole stack and hands it to the processes it
+starts.
+
 Celery's own stdlib log records go through the same processors, so every line
 a worker prints has one shape. Job id, task id and stage are bound through
 contextvars by the task layer and appear on every line of a task.
@@ -11,9 +15,11 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeAlias
 
 import structlog
+
+LogFormat: TypeAlias = Literal["json", "console"]
 
 _SECRET_KEY = re.compile(r"(password|secret|token|api_key|apikey|authorization)", re.IGNORECASE)
 # user:password@ in URLs such as redis://:s3cret@host:6379/0
@@ -52,15 +58,25 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(
-    level: str = "INFO", log_format: Literal["json", "console"] | None = None
-) -> None:
-    """Configure structlog and route stdlib logging through it.
+def chosen_log_format(explicit: LogFormat | None, *, on_terminal: bool) -> LogFormat:
+    """The format to log in: `explicit` (LOG_FORMAT) when set, else console on a terminal.
 
-    `log_format` None picks console on a terminal and JSON otherwise.
+    Console is for a person watching (development); JSON for a collector
+    reading a pipe or a file (production), which is where a process runs
+    without a terminal.
     """
-    if log_format is None:
-        log_format = "console" if sys.stderr.isatty() else "json"
+    if explicit is not None:
+        return explicit
+    return "console" if on_terminal else "json"
+
+
+def configure_logging(level: str = "INFO", log_format: LogFormat | None = None) -> LogFormat:
+    """Configure structlog and route stdlib logging through it; returns the format chosen.
+
+    `log_format` is LOG_FORMAT; None lets `chosen_log_format` decide by
+    whether stderr, where the logs go, is a terminal.
+    """
+    log_format = chosen_log_format(log_format, on_terminal=sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -101,3 +117,4 @@ def configure_logging(
     # and job_finished lines say what matters. Failures still log at ERROR.
     for noisy in ("httpx", "httpcore", "openai", "celery.app.trace"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    return log_format

@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     flower_db: Path | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Unset: console on a terminal, JSON off one (worker.logs.chosen_log_format).
     log_format: Literal["json", "console"] | None = None
 
     task_soft_time_limit_seconds: int = Field(default=240, ge=1)

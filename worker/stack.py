@@ -1,10 +1,10 @@
 """`research-arm up`: the whole local stack in the foreground.
 
 It starts an embedded Redis when REDIS_URL is unset (data under DATA_DIR),
-a worker, its health sidecar and, on request, Flower (basic auth on);
-records the stack's addresses in DATA_DIR/stack.json so `research-arm submit`
-from the same directory finds it; and on Ctrl-C or SIGTERM stops every
-process it started.
+a worker, its health sidecar and, on request, Flower (basic auth on), all
+logging in the format `up` chose for itself; records the stack's addresses
+in DATA_DIR/stack.json so `research-arm submit` from the same directory
+finds it; and on Ctrl-C or SIGTERM stops every process it started.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import structlog
 
 from worker.flower import flower_launch
 from worker.local_redis import RedisServer
+from worker.logs import LogFormat
 from worker.settings import Settings
 
 log = structlog.get_logger("research_arm.stack")
@@ -35,6 +36,9 @@ class StackOptions:
     flower: bool = False
     flower_port: int | None = None  # default FLOWER_PORT
     concurrency: int | None = None
+    # The format every process of the stack logs in (LOG_FORMAT); None lets
+    # each decide by its own stderr.
+    log_format: LogFormat | None = None
 
 
 @dataclass
@@ -103,6 +107,8 @@ class LocalStack:
         env = dict(os.environ)
         env["REDIS_URL"] = redis_url
         env["DATA_DIR"] = str(self.settings.data_dir.resolve())
+        if self.options.log_format is not None:
+            env["LOG_FORMAT"] = self.options.log_format
         return env
 
     def _worker_argv(self) -> list[str]:

@@ -6,8 +6,6 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 
 import fakeredis
@@ -15,7 +13,7 @@ import httpx
 import pytest
 
 from schemas.research import ArxivUsage
-from tasks.arxiv_client import EMPTY_ANSWER_TTL_SECONDS, ArxivClient, parse_retry_after
+from tasks.arxiv_client import EMPTY_ANSWER_TTL_SECONDS, ArxivClient
 from tasks.cache import RedisJsonCache
 from tasks.constants import ARXIV_CACHE_PREFIX, ARXIV_GATE_KEY
 from tasks.errors import PermanentUpstreamError, TransientUpstreamError
@@ -226,21 +224,6 @@ def test_overload_with_retry_after_seconds_is_transient(
     assert str(status_code) in raised.value.message
 
 
-def test_retry_after_as_an_http_date_is_converted_to_seconds(
-    make_harness: Callable[..., Harness],
-) -> None:
-    in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
-    harness = make_harness(
-        lambda request: httpx.Response(429, headers={"Retry-After": in_a_minute})
-    )
-
-    with pytest.raises(TransientUpstreamError) as raised:
-        harness.client.search(QUERY, max_results=10)
-
-    assert raised.value.retry_after is not None
-    assert 55 <= raised.value.retry_after <= 60
-
-
 def test_a_server_error_without_retry_after_is_transient_and_not_cached(
     make_harness: Callable[..., Harness],
 ) -> None:
@@ -400,18 +383,6 @@ def test_a_body_trickling_past_the_timeout_is_transient(
     with pytest.raises(TransientUpstreamError, match="not received within"):
         harness.client.search(QUERY, max_results=10)
     assert time.perf_counter() - started < 1.0
-
-
-def test_retry_after_values() -> None:
-    now = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
-
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after(" 30 ", now) == 30.0
-    assert parse_retry_after("Mon, 02 Mar 2026 12:01:30 GMT", now) == 90.0
-    # A date already past means "now", not a negative wait.
-    assert parse_retry_after("Mon, 02 Mar 2026 11:00:00 GMT", now) == 0.0
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("-5", now) is None
 
 
 def test_the_jobs_ledger_counts_every_request_sent_and_every_cache_hit(

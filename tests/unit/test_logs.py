@@ -1,4 +1,4 @@
-"""Structured logs: JSON lines, bound job context, secrets masked."""
+"""Structured logs: JSON lines, bound job context, secrets masked, the format chosen."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import pytest
 import structlog
 
-from worker.logs import configure_logging, redact_text
+from worker.logs import LogFormat, chosen_log_format, configure_logging, redact_text
 
 
 @pytest.fixture
@@ -50,3 +50,19 @@ def test_secrets_are_masked(json_logs: pytest.CaptureFixture[str]) -> None:
 def test_url_credentials_are_masked_in_text() -> None:
     assert redact_text("rediss://default:s3cret@cache:6380/0") == "rediss://***@cache:6380/0"
     assert redact_text("https://arxiv.org/abs/1234") == "https://arxiv.org/abs/1234"
+
+
+@pytest.mark.parametrize(
+    ("explicit", "on_terminal", "chosen"),
+    [
+        (None, True, "console"),
+        (None, False, "json"),
+        ("json", True, "json"),
+        ("console", False, "console"),
+    ],
+    ids=["terminal", "pipe", "json-forced", "console-forced"],
+)
+def test_log_format_follows_the_terminal_unless_log_format_says(
+    explicit: LogFormat | None, on_terminal: bool, chosen: LogFormat
+) -> None:
+    assert chosen_log_format(explicit, on_terminal=on_terminal) == chosen
