@@ -36,7 +36,6 @@ from openai.types import CreateEmbeddingResponse
 from tasks.errors import PermanentUpstreamError
 from tasks.openai_errors import OPENAI_CALL_ERRORS, upstream_error
 from tasks.text_terms import STOPWORDS, normalise
-from tasks.text_terms import content_words as content_words  # the evaluation reads it here
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tasks.embeddings import content_words
+from tasks.text_terms import content_words
 from tests.eval.records import EvalDataMissing, EvalRecord, load_records
 from tests.eval.relevance_set import GROUPS, SPLITS, RelevanceSet, load_relevance_set
 
