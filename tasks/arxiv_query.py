@@ -3,17 +3,17 @@
 The text is untrusted: a user who types `") OR all:x` or `cat:hep-th` must not
 change the structure of the query we send. So we never pass characters through
 that mean something to arXiv's Lucene-style parser; each kept word becomes a
-quoted phrase `all:"word"`, and the words are OR-ed together. Our own ranker
-supplies the precision afterwards; arXiv's relevance sort already puts papers
-that match more of the words first.
+quoted phrase `all:"word"`. How the phrases combine is `tasks.query_planner`'s
+choice (AND-ed for the precise query, the specific ones OR-ed for the broad
+one), built from the pieces here (`any_of`, `all_of`, `with_filters`).
+`build_search_query` ORs every kept word: the broadest query, which the
+planner benchmark (`python -m tests.bench.planner`) measures the planner against.
 
     >>> build_search_query("Retrieval-augmented generation for GPT-4", ["cs.CL"])
     '(all:"Retrieval-augmented" OR all:"generation" OR all:"GPT-4") AND cat:cs.CL'
 
 A word is a `tasks.text_terms.QUERY_WORD`: letters and digits, with inner
-hyphens and dots kept ("GPT-4", "3.5"). The search stage plans its queries
-with `tasks.query_planner`, which builds on the pieces here (`any_of`,
-`all_of`, `with_filters`).
+hyphens and dots kept ("GPT-4", "3.5").
 """
 
 from __future__ import annotations
