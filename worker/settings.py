@@ -1,6 +1,6 @@
 """Typed settings, read once from the environment at a process's entry point.
 
-Every variable is documented in the README's configuration table. A bad
+Every variable is documented in docs/configuration.md (a test checks it). A bad
 value fails at start-up with the variable's name.
 """
 
