@@ -287,7 +287,8 @@ def execute(self: Task, *args: Any, **kwargs: Any) -> Any:
         except InvalidRequest as exc:
             log.info("job_rejected", errors=exc.errors)
             raise
-        report_progress(self, job_id, "recall", 0, 1)
+        # The chain's first stage is next: the job shows it until that stage starts.
+        report_progress(self, job_id, recall_stage.STAGE.name, 0, 1)
         log.info("job_accepted", query=job.request.query, max_papers=job.request.max_papers)
     return self.replace(job_chain(job))
 
@@ -333,7 +334,7 @@ def store(self: Task, state: JobJson) -> JobJson:
     job = run_stage(self, state, store_stage.STAGE)
     response = build_response(job)
     stage_resources().metrics.record_job(response)
-    with job_log_context(job.job_id, self.request.id, "store"):
+    with job_log_context(job.job_id, self.request.id, store_stage.STAGE.name):
         log.info(
             "job_finished",
             papers=len(response.papers),
