@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from tasks.relevance import BM25_B, BM25_K1
+from tasks.relevance import BM25_B, BM25_K1, document_text
 from tasks.text_terms import content_words, stem
 
 # The length (in terms) of a typical indexed paper, title twice plus abstract.
@@ -62,11 +62,6 @@ def _word_index(word: str) -> int:
 
 def _term_indices(text: str) -> list[int]:
     return [_word_index(word) for word in content_words(text)]
-
-
-def document_text(title: str, abstract: str) -> str:
-    """What a paper's BM25 weights are computed from (the title twice, as the ranker does)."""
-    return f"{title}\n{title}\n{abstract}"
 
 
 def document_terms(title: str, abstract: str) -> SparseTerms:

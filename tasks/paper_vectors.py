@@ -149,13 +149,15 @@ class PaperVectorLookup:
             )
         return PaperVectors(found, from_store, len(from_cache), embedded=0, tokens=0)
 
-    def vectors_for(self, papers: Sequence[Paper]) -> PaperVectors:
-        """Every paper's vector: stored, cached, or embedded now in one batch and cached.
+    def vectors_for(self, papers: Sequence[Paper], embeddable: int | None = None) -> PaperVectors:
+        """Each paper's vector: stored, cached, or embedded now in one batch and cached.
 
-        `papers` are distinct (by arxiv_id).
+        `papers` are distinct (by arxiv_id). With `embeddable`, only papers among
+        the first `embeddable` are embedded; the others get a vector only if
+        one is stored or cached (one look-up serves them all).
         """
         known = self.known_vectors(papers)
-        missing = [paper for paper in papers if paper.arxiv_id not in known.vectors]
+        missing = [paper for paper in papers[:embeddable] if paper.arxiv_id not in known.vectors]
         if not missing:
             return known
         batch = self.embedder.embed_with_usage([paper_text(paper) for paper in missing])

@@ -86,16 +86,17 @@ def lexical_scores(query: str, documents: Sequence[str]) -> list[float]:
     return scores
 
 
-def lexical_order(query: str, papers: Sequence[Paper]) -> list[Paper]:
-    """`papers` from the best lexical score for `query` to the worst (stable on ties)."""
-    scores = lexical_scores(query, [_document_text(paper) for paper in papers])
-    order = sorted(range(len(papers)), key=lambda position: -scores[position])
-    return [papers[position] for position in order]
+def paper_lexical_scores(query: str, papers: Sequence[Paper]) -> list[float]:
+    """`lexical_scores` of each paper's title and abstract, as `rank_candidates` blends them."""
+    return lexical_scores(query, [document_text(paper.title, paper.abstract) for paper in papers])
 
 
-def _document_text(paper: Paper) -> str:
-    # The title twice: a query term in the title says more than one in the abstract.
-    return f"{paper.title}\n{paper.title}\n{paper.abstract}"
+def document_text(title: str, abstract: str) -> str:
+    """What a paper's lexical score reads, here and in the index's BM25 vectors.
+
+    The title twice: a query term in the title says more than one in the abstract.
+    """
+    return f"{title}\n{title}\n{abstract}"
 
 
 def rank_candidates(
@@ -108,6 +109,7 @@ def rank_candidates(
     lexical_weight: float = LEXICAL_WEIGHT,
     query_vector: Sequence[float] | None = None,
     paper_vectors: Mapping[str, Sequence[float]] | None = None,
+    lexical: Sequence[float] | None = None,
 ) -> list[Paper]:
     """Score `papers` for `query` and return the best, best first.
 
@@ -124,6 +126,7 @@ def rank_candidates(
         paper_vectors: unit vectors by arxiv_id, looked up by the caller
             (`tasks.paper_vectors`); a paper missing from it scores 0 on the
             semantic part.
+        lexical: `paper_lexical_scores(query, papers)`, if the caller has them.
 
     Returns:
         New `Paper` objects with `relevance_score` set (rounded to 4 places);
@@ -139,10 +142,13 @@ def rank_candidates(
     if not papers:
         return []
 
-    lexical = np.array(lexical_scores(query, [_document_text(paper) for paper in papers]))
+    if lexical is None:
+        lexical = paper_lexical_scores(query, papers)
     semantic = _semantic_scores(query, papers, embedder, query_vector, paper_vectors)
 
-    blended = np.clip(lexical_weight * lexical + (1.0 - lexical_weight) * semantic, 0.0, 1.0)
+    blended = np.clip(
+        lexical_weight * np.asarray(lexical) + (1.0 - lexical_weight) * semantic, 0.0, 1.0
+    )
     scored = [
         paper.model_copy(update={"relevance_score": round(float(score), 4)})
         for paper, score in zip(papers, blended, strict=True)

@@ -3,60 +3,56 @@
 from __future__ import annotations
 
 from tasks.citations import apa_reference, bibtex_entry
-from tasks.embeddings import Embedder
 from tasks.job import JobState, record_embedding
 from tasks.paper_vectors import PaperVectorLookup
-from tasks.relevance import lexical_order, rank_candidates
+from tasks.relevance import paper_lexical_scores, rank_candidates
 from tasks.resources import StageResources
 from tasks.stage import Attempt, Stage, StageResult
 
 
-def rank(
-    job: JobState, embedder: Embedder, vectors: PaperVectorLookup | None = None, fresh: int = 0
-) -> StageResult:
+def rank(job: JobState, vectors: PaperVectorLookup, fresh: int) -> StageResult:
     """Score, sort and keep the best papers; each kept paper gets its citations.
 
-    With `vectors`, the query is embedded once and each paper's vector is
-    looked up (store, cache) before it is computed; only candidates among the
-    lexical best `max(fresh, max_papers)` are embedded when no vector is
-    known, the others without one are ranked on the lexical score alone
-    (docs/embeddings.md says why).
-    Without it, `embedder` embeds the query and every candidate.
-    What the embedding model read goes into the job's usage ledger.
+    The query is embedded once, and each candidate's vector is looked up
+    (store, cache) before it is computed; only candidates among the lexical
+    best `max(fresh, max_papers)` are embedded when no vector is known, the
+    others without one are ranked on the lexical score alone
+    (docs/embeddings.md says why). What the embedding model read goes into
+    the job's usage ledger.
     """
     request = job.request
-    query_vector, paper_vectors = None, None
-    tokens = 0
-    if vectors is not None and job.candidates:
-        query_batch = vectors.embedder.embed_with_usage([request.query])
-        ordered = lexical_order(request.query, job.candidates)
-        depth = max(fresh, request.max_papers)
-        found = vectors.vectors_for(ordered[:depth])
-        known_beyond = vectors.known_vectors(ordered[depth:])
-        query_vector = query_batch.vectors[0]
-        paper_vectors = {**known_beyond.vectors, **found.vectors}
-        record_embedding(job, query_batch.tokens)
-        record_embedding(job, found.tokens)
-        tokens = query_batch.tokens + found.tokens
+    candidates = job.candidates
+    if not candidates:
+        job.papers = []
+        return StageResult()
+    lexical = paper_lexical_scores(request.query, candidates)
+    by_lexical_score = sorted(range(len(candidates)), key=lambda position: -lexical[position])
+    query = vectors.embedder.embed_with_usage([request.query])
+    found = vectors.vectors_for(
+        [candidates[position] for position in by_lexical_score],
+        embeddable=max(fresh, request.max_papers),
+    )
+    record_embedding(job, query.tokens)
+    record_embedding(job, found.tokens)
     ranked = rank_candidates(
         request.query,
-        job.candidates,
-        embedder,
+        candidates,
         max_papers=request.max_papers,
         min_relevance=request.min_relevance,
-        query_vector=query_vector,
-        paper_vectors=paper_vectors,
+        query_vector=query.vectors[0],
+        paper_vectors=found.vectors,
+        lexical=lexical,
     )
     job.papers = [
         paper.model_copy(update={"citation": apa_reference(paper), "bibtex": bibtex_entry(paper)})
         for paper in ranked
     ]
     job.candidates = []  # no need to carry the losers down the chain
-    return StageResult(embedding_tokens=tokens)
+    return StageResult(embedding_tokens=query.tokens + found.tokens)
 
 
 def run(job: JobState, resources: StageResources, attempt: Attempt) -> StageResult:
-    return rank(job, resources.embedder, resources.paper_vectors, resources.fresh_embeddings)
+    return rank(job, resources.paper_vectors, resources.fresh_embeddings)
 
 
 STAGE = Stage(name="rank", service="embeddings", run=run)

@@ -24,7 +24,7 @@ from pathlib import Path
 from schemas.research import Paper
 from tasks.onnx_embedder import OnnxEmbedder, OnnxOptions, packaged_model_files
 from tasks.paper_vectors import paper_text
-from tasks.relevance import lexical_order, lexical_scores, rank_candidates
+from tasks.relevance import lexical_scores, paper_lexical_scores, rank_candidates
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "arxiv_metadata"
 POOL = 15
@@ -128,7 +128,8 @@ def main() -> int:
             )
             reference = top_ids(query, pool, query128, vectors128)
             kept["bm25"].append(len(reference & top_ids(query, pool, None, None)))
-            order = lexical_order(query, pool)
+            lexical = paper_lexical_scores(query, pool)
+            order = [pool[i] for i in sorted(range(len(pool)), key=lambda i: -lexical[i])]
             for depth in DEPTHS:
                 some = {p.arxiv_id: vectors128[p.arxiv_id] for p in order[:depth]}
                 kept[str(depth)].append(len(reference & top_ids(query, pool, query128, some)))

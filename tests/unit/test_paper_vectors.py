@@ -185,7 +185,7 @@ def test_rank_stage_embeds_the_query_once_and_only_the_lexical_best_fresh_papers
     candidates = papers(8)
     job = job_with(candidates, max_papers=2)
 
-    rank_stage(job, embedder, lookup, fresh=3)
+    rank_stage(job, lookup, fresh=3)
 
     query_call, papers_call = embedder.calls
     assert query_call == ["graph neural networks"]
@@ -205,7 +205,7 @@ def test_rank_stage_never_embeds_fewer_than_max_papers(redis_client: fakeredis.F
     lookup = PaperVectorLookup(embedder, PaperVectorCache(redis_client, embedder.name, 3600))
     job = job_with(papers(8), max_papers=4)
 
-    rank_stage(job, embedder, lookup, fresh=0)
+    rank_stage(job, lookup, fresh=0)
 
     assert len(embedder.calls[1]) == 4
     assert len(job.papers) == 4
@@ -217,11 +217,11 @@ def test_rank_stage_embeds_nothing_new_for_papers_seen_before(
     embedder = CountingEmbedder()
     lookup = PaperVectorLookup(embedder, PaperVectorCache(redis_client, embedder.name, 3600))
     candidates = papers(6)
-    rank_stage(job_with(candidates, max_papers=3), embedder, lookup, fresh=6)
+    rank_stage(job_with(candidates, max_papers=3), lookup, fresh=6)
     embedder.calls.clear()
 
     again = job_with(candidates, max_papers=3)
-    rank_stage(again, embedder, lookup, fresh=6)
+    rank_stage(again, lookup, fresh=6)
 
     assert embedder.calls == [["graph neural networks"]]
     assert len(again.papers) == 3
@@ -241,7 +241,7 @@ def test_rank_stage_uses_a_known_vector_beyond_the_embedding_depth(
     embedder.calls.clear()
     job = job_with(candidates, max_papers=3)
 
-    rank_stage(job, embedder, lookup, fresh=3)
+    rank_stage(job, lookup, fresh=3)
 
     assert paper_text(candidates[1]) not in embedder.calls[1]
     assert len(embedder.calls[1]) == 3
