@@ -102,6 +102,14 @@ class ServerLayout:
 
 
 @dataclass(frozen=True)
+class IndexHoldings:
+    """What a job learns of the index before asking arXiv: its coverage and its size."""
+
+    coverage: list[CoverageEntry]
+    records: int
+
+
+@dataclass(frozen=True)
 class SnapshotWrite:
     """What writing a batch of snapshot papers did."""
 
@@ -540,13 +548,28 @@ class PaperIndex:
         Raises:
             MemoryUnavailable: Qdrant failed.
         """
+        return self.holdings().coverage
+
+    def holdings(self) -> IndexHoldings:
+        """The coverage and the number of papers, from one read of the collection's info.
+
+        The count is Qdrant's `points_count`: exact in the embedded store, kept
+        up to date by a server without counting (`count()` counts exactly).
+
+        Raises:
+            MemoryUnavailable: Qdrant failed.
+        """
         with self._lock:
             client = self._open()
             with self._failing_as("Qdrant failed"):
                 if not client.collection_exists(self.collection):
-                    return []
-                metadata = client.get_collection(self.collection).config.metadata or {}
-        return [CoverageEntry.model_validate(entry) for entry in metadata.get(_COVERAGE_KEY, [])]
+                    return IndexHoldings(coverage=[], records=0)
+                info = client.get_collection(self.collection)
+        metadata = info.config.metadata or {}
+        coverage = [
+            CoverageEntry.model_validate(entry) for entry in metadata.get(_COVERAGE_KEY, [])
+        ]
+        return IndexHoldings(coverage=coverage, records=info.points_count or 0)
 
     def record_coverage(self, entry: CoverageEntry) -> list[CoverageEntry]:
         """Record a completed ingest (call it once every record of the ingest is written).

@@ -44,21 +44,20 @@ def recall(job: JobState, index: PaperIndex, *, limit: int, collection_source: s
             end_date=request.end_date,
             categories=request.categories,
         )
-        coverage = index.coverage()
-        records = index.count() if coverage else 0
+        holdings = index.holdings()
     except MemoryUnavailable as exc:
         job.add_warning(f"memory recall skipped: {exc}")
         return StageResult(outcome="degraded", embedding_tokens=query.tokens, qdrant_failed=True)
     job.corpus_answered = True
-    job.coverage = coverage
+    job.coverage = holdings.coverage
     job.candidates = recalled
     job.recalled_ids = [paper.arxiv_id for paper in recalled]
     job.recalled_beyond_search = len(recalled)  # until arXiv's answer says otherwise
     job.memory.recalled = len(recalled)
-    if coverage:
+    if holdings.coverage:
         job.corpus = CorpusCounts(
-            records=records,
-            watermark=max(entry.watermark for entry in coverage),
+            records=holdings.records,
+            watermark=max(entry.watermark for entry in holdings.coverage),
             hits=len(recalled),
         )
     if recalled:

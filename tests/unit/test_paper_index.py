@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 from qdrant_client import QdrantClient, models
 
+from tasks.corpus_coverage import CoverageEntry
 from tasks.embeddings import HashingEmbedder
 from tasks.errors import MemoryUnavailable
 from tasks.paper_index import EmbeddingModelMismatch, PaperIndex, PendingWrites, point_id
@@ -51,6 +52,18 @@ def test_storing_the_same_papers_twice_keeps_one_point_each(memory: PaperIndex) 
     )
 
     assert memory.count() == 2
+
+
+def test_holdings_give_the_coverage_and_the_size_in_one_read(memory: PaperIndex) -> None:
+    assert memory.holdings().records == 0 and memory.holdings().coverage == []
+
+    memory.store_snapshot([make_paper("2401.00001"), make_paper("2401.00002")])
+    entry = CoverageEntry(categories=["cs.*"], watermark=date(2024, 1, 2))
+    memory.record_coverage(entry)
+
+    holdings = memory.holdings()
+    assert holdings.records == memory.count() == 2
+    assert holdings.coverage == memory.coverage() == [entry]
 
 
 def test_recall_finds_similar_papers_within_the_date_range(memory: PaperIndex) -> None:
