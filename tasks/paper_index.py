@@ -44,7 +44,7 @@ from tasks.constants import PENDING_STORE_KEY
 from tasks.corpus_coverage import CoverageEntry
 from tasks.embeddings import Embedder
 from tasks.errors import MemoryUnavailable
-from tasks.paper_vectors import paper_text
+from tasks.paper_vectors import PaperVectorCache, paper_text
 
 log = structlog.get_logger("research_arm.paper_index")
 
@@ -71,11 +71,6 @@ def point_id(arxiv_id: str) -> str:
 def day_number(day: date) -> int:
     """A date as the integer YYYYMMDD: range filters on it work alike embedded and served."""
     return day.year * 10000 + day.month * 100 + day.day
-
-
-def embedding_text(paper: Paper) -> str:
-    """The text a paper's dense vector embeds: the rank stage's, so the two share vectors."""
-    return paper_text(paper)
 
 
 def _merge_recent(old: Sequence[str], new: str) -> list[str]:
@@ -125,6 +120,8 @@ class PaperIndex:
     `summary_model` names the LLM whose stored summaries may be reused (None:
     no LLM). `server_layout`, for a Qdrant server, sets how a new collection
     is stored (None: Qdrant's defaults, as embedded Qdrant uses).
+    `vector_cache` holds vectors the rank stage computed, perhaps in another
+    worker process: a paper found there is not embedded again to be stored.
     """
 
     def __init__(
@@ -135,8 +132,10 @@ class PaperIndex:
         *,
         summary_model: str | None,
         server_layout: ServerLayout | None = None,
+        vector_cache: PaperVectorCache | None = None,
     ) -> None:
         self._open_client = open_client
+        self._vector_cache = vector_cache
         self.collection = collection
         self.embedder = embedder
         self.summary_model = summary_model
@@ -366,7 +365,7 @@ class PaperIndex:
 
         Keys are arxiv ids; papers not in the index, or stored in another
         version (whose title or abstract may differ), are left out. The
-        vectors embed `embedding_text(paper)`.
+        vectors embed `paper_text(paper)`.
 
         Qdrant failing is not an error here: the vectors are then cached or
         computed, and the job goes on (the recall and store stages report it).
@@ -454,9 +453,10 @@ class PaperIndex:
             previous, vector = existing.get(pid, ({}, None))
             if vector is not None and previous.get("version") == paper.version:
                 reused[pid] = vector
-        missing = [pid for pid in to_write if pid not in reused]
-        embedded = self.embedder.embed([embedding_text(to_write[pid]) for pid in missing])
-        dense = {**reused, **dict(zip(missing, embedded, strict=True))}
+        dense = {
+            **reused,
+            **self._new_vectors([p for pid, p in to_write.items() if pid not in reused]),
+        }
         points = [
             models.PointStruct(
                 id=pid,
@@ -474,6 +474,16 @@ class PaperIndex:
             with self._failing_as("Qdrant write failed"):
                 client.upsert(self.collection, points=points, wait=True)
         return SnapshotWrite(len(points), unchanged)
+
+    def _new_vectors(self, papers: Sequence[Paper]) -> dict[str, list[float]]:
+        """Dense vectors of papers the index does not hold yet, by point id: cached, or embedded."""
+        cached = self._vector_cache.get_many(papers) if self._vector_cache and papers else {}
+        to_embed = [paper for paper in papers if paper.arxiv_id not in cached]
+        embedded = (
+            self.embedder.embed([paper_text(paper) for paper in to_embed]) if to_embed else []
+        )
+        vectors = {**cached, **dict(zip((p.arxiv_id for p in to_embed), embedded, strict=True))}
+        return {point_id(paper.arxiv_id): vectors[paper.arxiv_id] for paper in papers}
 
     def _existing(self, ids: list[str]) -> dict[str, tuple[dict[str, Any], list[float] | None]]:
         """Payload and dense vector of each id the collection holds already."""

@@ -128,7 +128,11 @@ def build_embedder(settings: Settings, openai_client: openai.OpenAI | None) -> E
 
 
 def build_paper_index(
-    settings: Settings, embedder: Embedder, *, summary_model: str | None
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    summary_model: str | None,
+    vector_cache: PaperVectorCache | None = None,
 ) -> PaperIndex:
     """The index of papers in the Qdrant the settings name (opened on first use)."""
     return PaperIndex(
@@ -138,6 +142,7 @@ def build_paper_index(
         summary_model=summary_model,
         # A server holds the fleet's corpus of millions of papers: quantized vectors in RAM.
         server_layout=ServerLayout() if settings.qdrant_url else None,
+        vector_cache=vector_cache,
     )
 
 
@@ -196,9 +201,17 @@ def build_resources(settings: Settings) -> StageResources:
         if openai_client is not None and settings.llm_configured and settings.llm_model
         else None
     )
-    cache = PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds)
+    # Hashing costs less than a cache round trip: its vectors are never cached.
+    cache = (
+        None
+        if lexical
+        else PaperVectorCache(redis_client, embedder.name, settings.paper_vector_cache_ttl_seconds)
+    )
     index = build_paper_index(
-        settings, embedder, summary_model=summarizer.model if summarizer else None
+        settings,
+        embedder,
+        summary_model=summarizer.model if summarizer else None,
+        vector_cache=cache,
     )
 
     def close() -> None:
@@ -217,14 +230,9 @@ def build_resources(settings: Settings) -> StageResources:
             redis_client, SUMMARY_CACHE_PREFIX, settings.summary_cache_ttl_seconds
         ),
         embedder=embedder,
-        paper_vectors=PaperVectorLookup(
-            embedder,
-            # Hashing costs less than a cache round trip: it is neither cached
-            # nor limited.
-            None if lexical else cache,
-            # Vectors the index holds are never computed again.
-            store=index,
-        ),
+        # Vectors the index holds are never computed again.
+        paper_vectors=PaperVectorLookup(embedder, cache, store=index),
+        # Hashing is cheap enough to embed every candidate.
         fresh_embeddings=settings.arxiv_max_candidates
         if lexical
         else settings.embedding_fresh_candidates,

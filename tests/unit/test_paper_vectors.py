@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import fakeredis
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 
 from schemas.research import Paper, ResearchRequest
 from tasks.embeddings import EmbeddingBatch, HashingEmbedder
 from tasks.job import JobState
+from tasks.paper_index import PaperIndex
 from tasks.paper_vectors import (
     MemoizingEmbedder,
     PaperVectorCache,
@@ -248,3 +250,24 @@ def test_rank_stage_uses_a_known_vector_beyond_the_embedding_depth(
     scores = {p.arxiv_id: p.relevance_score for p in job.papers}
     # No lexical match: its whole score is the semantic share of a cosine of 1.
     assert scores[candidates[1].arxiv_id] == pytest.approx(1 - LEXICAL_WEIGHT, abs=1e-3)
+
+
+def test_the_index_stores_a_paper_with_the_vector_rank_cached_and_embeds_only_the_others(
+    redis_client: fakeredis.FakeRedis,
+) -> None:
+    # Given rank (in another worker process) cached the vector of one paper
+    embedder = CountingEmbedder()
+    cache = PaperVectorCache(redis_client, embedder.name, 3600)
+    ranked, fresh = papers(2)
+    cache.put_many([ranked], {ranked.arxiv_id: HashingEmbedder().embed([paper_text(ranked)])[0]})
+    index = PaperIndex(
+        lambda: QdrantClient(":memory:"), "papers", embedder, summary_model=None, vector_cache=cache
+    )
+
+    # When the store stage writes both
+    index.store([ranked, fresh], query="graph neural networks", job_id="job-1")
+
+    # Then only the other one went through the model, and both are held with their vectors
+    assert embedder.calls == [[paper_text(fresh)]]
+    assert set(index.stored_vectors([ranked, fresh])) == {ranked.arxiv_id, fresh.arxiv_id}
+    index.close()
