@@ -5,7 +5,7 @@ One query that ORs every word of the request lets generic words ("models",
 wrong papers. So the search stage asks arXiv, through the shared rate gate,
 for the *precise* query first: every content term AND-ed, with the phrases the
 user put in double quotes kept as phrases. Only when that finds fewer than
-`SearchPlan.enough` papers does it spend a second request on the *broad*
+the pool size (`SearchPlan.max_results`) does it spend a second request on the *broad*
 query: the specific terms OR-ed (the generic ones dropped, each phrase
 followed by its words), so arXiv's relevance order still puts papers matching
 more of them first.
@@ -96,18 +96,17 @@ class SearchPlan:
         precise: the search_query sent first.
         broad: the search_query sent when the precise one finds fewer than
             `enough` papers; None when it would find nothing more (one term).
-        max_results: how many papers each request asks for (the pool size).
-        enough: the precise query's result count that makes the broad one unnecessary.
+        max_results: how many papers each request asks for (the pool size); a
+            precise answer this large makes the broad query unnecessary.
     """
 
     precise: str
     broad: str | None
     max_results: int
-    enough: int
 
     def needs_broad(self, precise_results: int) -> bool:
         """Whether the broad query is worth a request, given what the precise one returned."""
-        return self.broad is not None and precise_results < self.enough
+        return self.broad is not None and precise_results < self.max_results
 
 
 def plan_search(
@@ -152,7 +151,6 @@ def plan_search(
         # One term (or one phrase) OR-ed is the precise query again: nothing more to find.
         broad=None if broad == precise else broad,
         max_results=pool_size,
-        enough=pool_size,
     )
 
 

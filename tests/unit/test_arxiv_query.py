@@ -356,7 +356,7 @@ def test_planned_queries_never_carry_the_users_syntax(attack: str) -> None:
 def test_the_broad_query_is_needed_only_below_the_pool_size() -> None:
     search_plan = plan("graph neural networks for molecules", pool_size=15)
 
-    assert search_plan.max_results == search_plan.enough == 15
+    assert search_plan.max_results == 15
     assert search_plan.needs_broad(14)
     assert not search_plan.needs_broad(15)
 
