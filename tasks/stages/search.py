@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import structlog
+
 from schemas.research import Paper
 from tasks.arxiv_client import ArxivClient
 from tasks.corpus_coverage import plan_arxiv_search
@@ -18,6 +20,8 @@ from tasks.job import JobState
 from tasks.query_planner import joined_queries, plan_search
 from tasks.resources import StageResources, StageSettings
 from tasks.stage import Attempt, Stage, StageResult
+
+log = structlog.get_logger("research_arm.search")
 
 
 def search(
@@ -36,6 +40,7 @@ def search(
     """
     request = job.request
     window = plan_arxiv_search(request, job.coverage, corpus_answered=job.corpus_answered)
+    log.info("arxiv_window", call=window.call, reason=window.reason)
     if not window.call:
         return StageResult(outcome="skipped")
     plan = plan_search(
